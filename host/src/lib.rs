@@ -1,0 +1,7 @@
+//! facelock workstation library: data sets, alignment, the AM-Softmax loss, training,
+//! evaluation, export and the serial client for the board.
+#![warn(missing_docs)]
+
+pub mod error;
+
+pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! Whole-system tests for facelock: train, export, boot facelockd, enroll, verify.
