@@ -3,5 +3,6 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod loss;
 
 pub use error::{Error, Result};
