@@ -11,6 +11,8 @@ mod log;
 
 pub mod embedding;
 pub mod error;
+pub mod frame;
 pub mod model_meta;
+pub mod protocol;
 
 pub use error::{Error, Result};
