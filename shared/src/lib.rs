@@ -9,9 +9,12 @@
 
 mod log;
 
+pub mod auth;
+pub mod decision;
 pub mod embedding;
 pub mod error;
 pub mod frame;
+pub mod gallery;
 pub mod model_meta;
 pub mod protocol;
 

@@ -213,7 +213,7 @@ pub enum Response<'a> {
         accepted: bool,
         /// Consecutive failures now (0 after an accept).
         failures: u8,
-        /// Milliseconds of lockout this attempt started (0 if none).
+        /// Milliseconds of lockout now in force after this attempt (0 if none).
         locked_out_ms: u64,
     },
     /// One page of enrolled users.
