@@ -2,4 +2,5 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 
+pub mod align;
 pub mod model_meta;
