@@ -74,6 +74,8 @@ impl fmt::Display for AlignError {
     }
 }
 
+impl core::error::Error for AlignError {}
+
 /// A borrowed interleaved u8 image: rows top to bottom, `channels` bytes per pixel (1 or 3).
 #[derive(Debug, Clone, Copy)]
 pub struct ImageRef<'a> {
