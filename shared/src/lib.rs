@@ -9,6 +9,7 @@
 
 mod log;
 
+pub mod align;
 pub mod auth;
 pub mod decision;
 pub mod embedding;
