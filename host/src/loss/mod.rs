@@ -6,6 +6,7 @@
 //! allocate a [batch, classes] buffer.
 use candle_core::{bail, DType, Tensor, D};
 
+pub mod bench;
 pub mod fused_cpu;
 pub mod op;
 pub mod reference;
