@@ -7,6 +7,7 @@
 use candle_core::{bail, DType, Tensor, D};
 
 pub mod bench;
+pub mod cuda;
 pub mod fused_cpu;
 pub mod op;
 pub mod reference;
