@@ -45,6 +45,9 @@ pub enum Error {
     /// A case facelock knows about but does not handle (listed in the README's Limitations).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A CUDA driver, NVRTC or cuBLAS failure, or no usable GPU.
+    #[error("cuda: {0}")]
+    Cuda(String),
     /// An error from candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
