@@ -11,6 +11,7 @@ mod log;
 
 pub mod align;
 pub mod auth;
+pub mod client;
 pub mod decision;
 pub mod embedding;
 pub mod error;
