@@ -48,6 +48,9 @@ pub enum Error {
     /// A CUDA driver, NVRTC or cuBLAS failure, or no usable GPU.
     #[error("cuda: {0}")]
     Cuda(String),
+    /// The board refused a request or the link to it failed.
+    #[error("board: {0}")]
+    Device(String),
     /// An error from candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

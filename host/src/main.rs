@@ -26,6 +26,8 @@ enum Command {
     Data(cmd::data::Data),
     /// Write aligned 112x112 PNGs of a data set (and a montage to check alignment by eye).
     Align(cmd::align::AlignArgs),
+    /// Talk to a board over its serial port: hello, auth, enroll, verify, list, delete, stats.
+    Device(cmd::device::DeviceArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Bench(bench) => bench.run(),
         Command::Data(data) => data.run(),
         Command::Align(args) => args.run(),
+        Command::Device(args) => args.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
