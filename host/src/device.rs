@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use facelock_shared::auth::KEY_LEN_MIN;
+use facelock_shared::auth::{parse_key_file, KEY_LEN_MAX, KEY_LEN_MIN};
 use facelock_shared::client::{Client, ClientError, Link};
 use facelock_shared::protocol::{Landmarks, Response};
 use facelock_shared::serial::SerialLink;
@@ -21,21 +21,38 @@ pub fn open_serial(port: &str, baud: u32, timeout: Duration) -> Result<Client<Se
     Ok(Client::new(link, idle_reads))
 }
 
-/// Reads an admin key file: raw bytes, at least [`KEY_LEN_MIN`] of them (a trailing newline
-/// is not part of the key).
+/// Reads an admin key file (hex digits, or raw bytes), as the board reads it.
 pub fn read_admin_key(path: &Path) -> Result<Vec<u8>> {
-    let mut key = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        key.pop();
-    }
-    if key.len() < KEY_LEN_MIN {
-        return Err(Error::InvalidInput(format!(
-            "admin key file '{}' holds {} bytes; at least {KEY_LEN_MIN} are needed",
-            path.display(),
-            key.len()
-        )));
-    }
+    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut key = vec![0u8; KEY_LEN_MAX];
+    let len = parse_key_file(&raw, &mut key).map_err(|e| {
+        Error::InvalidInput(format!(
+            "admin key file '{}': {e} (at least {KEY_LEN_MIN} bytes, or twice as many hex digits)",
+            path.display()
+        ))
+    })?;
+    key.truncate(len);
     Ok(key)
+}
+
+/// Writes a fresh random 32-byte admin key as hex to `path` (mode 0600), for provisioning.
+pub fn write_new_admin_key(path: &Path) -> Result<()> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut key))
+        .map_err(|e| Error::io("/dev/urandom", e))?;
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    writeln!(file, "{hex}").map_err(|e| Error::io(path, e))
 }
 
 /// Five landmark points in the wire layout (x0, y0, x1, y1, ...).
