@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod demo;
 pub mod device;
 pub mod error;
 pub mod loss;

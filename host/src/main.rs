@@ -28,6 +28,8 @@ enum Command {
     Align(cmd::align::AlignArgs),
     /// Talk to a board over its serial port: hello, auth, enroll, verify, list, delete, stats.
     Device(cmd::device::DeviceArgs),
+    /// The whole journey on a virtual board: enroll LFW people over serial, unlock, lockout.
+    Demo(cmd::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Data(data) => data.run(),
         Command::Align(args) => args.run(),
         Command::Device(args) => args.run(),
+        Command::Demo(args) => args.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
