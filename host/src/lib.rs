@@ -3,5 +3,9 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod eval;
+pub mod model;
+pub mod plot;
+pub mod train;
 
 pub use error::{Error, Result};
