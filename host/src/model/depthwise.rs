@@ -105,8 +105,15 @@ impl CustomOp2 for DepthwiseConv {
                     for kx in 0..k {
                         let tap = w[ky * k + kx];
                         let (lo, hi) = g.columns(kx);
-                        for ox in lo..hi {
-                            row[ox] += tap * x_row[ox * g.stride + kx - g.padding];
+                        if lo >= hi {
+                            continue;
+                        }
+                        let src = &x_row[lo * g.stride + kx - g.padding..];
+                        if g.stride == 1 {
+                            row[lo..hi].iter_mut().zip(src).for_each(|(o, &v)| *o += tap * v);
+                        } else {
+                            let src = src.iter().step_by(g.stride);
+                            row[lo..hi].iter_mut().zip(src).for_each(|(o, &v)| *o += tap * v);
                         }
                     }
                 }
@@ -165,8 +172,15 @@ impl CustomOp2 for DepthwiseGradInput {
                     for kx in 0..k {
                         let tap = w[ky * k + kx];
                         let (lo, hi) = g.columns(kx);
-                        for ox in lo..hi {
-                            x_row[ox * g.stride + kx - g.padding] += tap * g_row[ox];
+                        if lo >= hi {
+                            continue;
+                        }
+                        let dst = &mut x_row[lo * g.stride + kx - g.padding..];
+                        if g.stride == 1 {
+                            dst.iter_mut().zip(&g_row[lo..hi]).for_each(|(d, &v)| *d += tap * v);
+                        } else {
+                            let dst = dst.iter_mut().step_by(g.stride);
+                            dst.zip(&g_row[lo..hi]).for_each(|(d, &v)| *d += tap * v);
                         }
                     }
                 }
@@ -210,10 +224,15 @@ impl CustomOp2 for DepthwiseGradWeight {
                         let x_row = &x[iy * g.in_w..][..g.in_w];
                         for kx in 0..k {
                             let (lo, hi) = g.columns(kx);
-                            let mut sum = 0f32;
-                            for ox in lo..hi {
-                                sum += g_row[ox] * x_row[ox * g.stride + kx - g.padding];
+                            if lo >= hi {
+                                continue;
                             }
+                            let src = &x_row[lo * g.stride + kx - g.padding..];
+                            let sum: f32 = if g.stride == 1 {
+                                g_row[lo..hi].iter().zip(src).map(|(a, b)| a * b).sum()
+                            } else {
+                                g_row[lo..hi].iter().zip(src.iter().step_by(g.stride)).map(|(a, b)| a * b).sum()
+                            };
                             gw[ky * k + kx] += sum;
                         }
                     }

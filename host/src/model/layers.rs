@@ -93,7 +93,7 @@ pub fn prelu_reference(x: &Tensor, slope: &Tensor) -> Result<Tensor> {
 /// How a [`ConvUnit`] convolves.
 #[derive(Clone, Copy, Debug)]
 pub enum ConvKind {
-    /// Dense k x k convolution (candle's conv2d).
+    /// Dense k x k convolution (im2col + matrix product).
     Dense {
         /// Stride on both axes.
         stride: usize,
@@ -151,7 +151,7 @@ impl ConvUnit {
     /// `x` [batch, in, h, w] to [batch, out, h', w'].
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = match self.kind {
-            ConvKind::Dense { stride, padding } => x.conv2d(&self.weight, padding, stride, 1, 1)?,
+            ConvKind::Dense { stride, padding } => super::im2col::conv2d(x, &self.weight, stride, padding)?,
             ConvKind::Depthwise { stride, padding } => depthwise_conv2d(x, &self.weight, stride, padding)?,
             ConvKind::Pointwise => pointwise(x, &self.weight)?,
         };

@@ -2,6 +2,7 @@
 pub mod config;
 pub mod depthwise;
 pub mod fused;
+pub mod im2col;
 pub mod layers;
 pub mod mobilefacenet;
 pub mod params;
