@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod eval;
+pub mod loss;
 pub mod model;
 pub mod plot;
 pub mod train;
