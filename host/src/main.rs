@@ -21,6 +21,9 @@ enum Command {
     /// Benchmarks that print numbers (loss, align, infer, device).
     #[command(subcommand)]
     Bench(cmd::bench::Bench),
+    /// Describe backbone configurations (layers, parameters, FLOPs).
+    #[command(subcommand)]
+    Model(cmd::model::Model),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
 
     let result = match cli.command {
         Command::Bench(bench) => bench.run(),
+        Command::Model(model) => model.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

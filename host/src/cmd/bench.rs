@@ -3,11 +3,16 @@ use clap::Subcommand;
 
 /// Which benchmark to run.
 #[derive(Subcommand)]
-pub enum Bench {}
+pub enum Bench {
+    /// Training images/s of the backbone + AM-Softmax head (and a per-layer profile).
+    Train(super::bench_train::TrainBench),
+}
 
 impl Bench {
     /// Runs the chosen benchmark.
     pub fn run(self) -> anyhow::Result<()> {
-        match self {}
+        match self {
+            Bench::Train(bench) => bench.run(),
+        }
     }
 }

@@ -5,7 +5,8 @@ use std::time::Instant;
 use candle_core::{Device, Tensor, Var};
 use clap::Args;
 use facelock_host::model::depthwise::depthwise_conv2d;
-use facelock_host::model::layers::{pointwise, prelu, prelu_reference, BatchNorm};
+use facelock_host::model::layers::{prelu, prelu_reference, BatchNorm};
+use facelock_host::model::pointwise::pointwise_conv;
 use facelock_host::model::{MobileFaceNet, ModelConfig, ParamStore};
 use facelock_host::train::head::ClassifierHead;
 use facelock_host::train::synthetic::SyntheticIdentities;
@@ -127,7 +128,7 @@ fn profile(batch: usize, width: f32) -> anyhow::Result<()> {
         ),
         (
             "pointwise 1x1 (28)",
-            time(&x, |t| pointwise(t, &pw).map_err(into_candle))?,
+            time(&x, |t| pointwise_conv(t, &pw))?,
             Some(time(&x, |t| t.conv2d(&pw, 0, 1, 1, 1))?),
         ),
         (

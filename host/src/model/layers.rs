@@ -107,7 +107,7 @@ pub enum ConvKind {
         /// Zero padding on both axes.
         padding: usize,
     },
-    /// 1x1 convolution, computed as a batched matrix product.
+    /// 1x1 convolution (one GEMM per image).
     Pointwise,
 }
 
@@ -153,7 +153,7 @@ impl ConvUnit {
         let y = match self.kind {
             ConvKind::Dense { stride, padding } => super::im2col::conv2d(x, &self.weight, stride, padding)?,
             ConvKind::Depthwise { stride, padding } => depthwise_conv2d(x, &self.weight, stride, padding)?,
-            ConvKind::Pointwise => pointwise(x, &self.weight)?,
+            ConvKind::Pointwise => super::pointwise::pointwise_conv(x, &self.weight)?,
         };
         let y = self.bn.forward(&y, train)?;
         match &self.slope {
@@ -161,16 +161,6 @@ impl ConvUnit {
             None => Ok(y),
         }
     }
-}
-
-/// 1x1 convolution of `x` [batch, in, h, w] with `weight` [out, in, 1, 1] as
-/// [out, in] x [in, h·w] per image.
-pub fn pointwise(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    let (batch, channels, h, w) = x.dims4()?;
-    let out = weight.dim(0)?;
-    let x = x.contiguous()?.reshape((batch, channels, h * w))?;
-    let weight = weight.reshape((out, channels))?.broadcast_left(batch)?;
-    Ok(weight.matmul(&x)?.reshape((batch, out, h, w))?)
 }
 
 #[cfg(test)]

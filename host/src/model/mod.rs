@@ -6,6 +6,7 @@ pub mod im2col;
 pub mod layers;
 pub mod mobilefacenet;
 pub mod params;
+pub mod pointwise;
 
 pub use config::{ModelConfig, StageSpec};
 pub use mobilefacenet::MobileFaceNet;

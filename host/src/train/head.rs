@@ -28,6 +28,11 @@ impl ClassifierHead {
         Ok(Self { config, store, weight, bias })
     }
 
+    /// Class weights [classes, dim].
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
     fn head(&self, margin: f32) -> Head {
         match self.config.loss {
             LossKind::AmSoftmax => Head::AmSoftmax { scale: self.config.scale, margin },

@@ -1,6 +1,7 @@
 //! Training: SGD with momentum, LR and margin schedules, checkpoints, metrics and curves.
 pub mod checkpoint;
 pub mod curves;
+pub mod head;
 pub mod optimizer;
 pub mod schedule;
 pub mod synthetic;

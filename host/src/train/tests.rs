@@ -6,6 +6,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::checkpoint::{self, HeadConfig, LossKind};
+use super::head::ClassifierHead;
 use super::schedule::{Decay, Schedule};
 use super::synthetic::SyntheticIdentities;
 use super::trainer::{train, Objective, TrainOptions};
@@ -13,39 +14,32 @@ use super::Sgd;
 use crate::model::{MobileFaceNet, ModelConfig, ParamStore};
 use crate::{Error, Result};
 
-/// Test-only AM-Softmax written with plain candle ops (the shipped one is `crate::loss`).
-struct TestAmSoftmax {
-    store: ParamStore,
-    weight: Tensor,
-    classes: usize,
-    scale: f32,
+/// The shipped head, optionally poisoned to return NaN after `poison_after` calls.
+struct TestHead {
+    head: ClassifierHead,
     poison_after: Option<usize>,
     calls: Cell<usize>,
 }
 
-impl TestAmSoftmax {
+impl TestHead {
     fn new(classes: usize, dim: usize, seed: u64) -> Self {
-        let mut store = ParamStore::new(seed, &Device::Cpu);
-        let weight = store.uniform("weight", &[classes, dim], 1.0).unwrap();
-        Self { store, weight, classes, scale: 16.0, poison_after: None, calls: Cell::new(0) }
+        let config = HeadConfig { loss: LossKind::AmSoftmax, scale: 16.0, margin: 0.2, classes };
+        let head = ClassifierHead::new(config, dim, seed, &Device::Cpu).unwrap();
+        Self { head, poison_after: None, calls: Cell::new(0) }
     }
 
-    fn cosines(&self, embeddings: &Tensor) -> Result<Tensor> {
-        let normalise = |t: &Tensor| -> Result<Tensor> {
-            Ok(t.broadcast_div(&t.sqr()?.sum_keepdim(1)?.sqrt()?)?)
-        };
-        Ok(normalise(embeddings)?.matmul(&normalise(&self.weight)?.t()?)?)
+    /// Nearest class weight by cosine for each row of `embeddings`.
+    fn identify(&self, embeddings: &Tensor) -> Vec<u32> {
+        let weight = self.head.weight();
+        let normalise = |t: &Tensor| t.broadcast_div(&t.sqr().unwrap().sum_keepdim(1).unwrap().sqrt().unwrap()).unwrap();
+        let cos = normalise(embeddings).matmul(&normalise(weight).t().unwrap()).unwrap();
+        cos.argmax(D::Minus1).unwrap().to_vec1::<u32>().unwrap()
     }
 }
 
-impl Objective for TestAmSoftmax {
+impl Objective for TestHead {
     fn loss(&self, embeddings: &Tensor, labels: &Tensor, margin: f32) -> Result<(Tensor, usize)> {
-        let cos = self.cosines(embeddings)?;
-        let onehot = candle_nn::encoding::one_hot(labels.clone(), self.classes, 1f32, 0f32)?;
-        let logits = ((cos.clone() - (onehot * margin as f64)?)? * self.scale as f64)?;
-        let mut loss = candle_nn::loss::cross_entropy(&logits, labels)?;
-        let correct = cos.argmax(D::Minus1)?.eq(labels)?.to_dtype(candle_core::DType::F32)?;
-        let correct = correct.sum_all()?.to_scalar::<f32>()? as usize;
+        let (mut loss, correct) = self.head.loss(embeddings, labels, margin)?;
         self.calls.set(self.calls.get() + 1);
         if self.poison_after.is_some_and(|n| self.calls.get() > n) {
             loss = (loss * f64::NAN)?;
@@ -54,11 +48,11 @@ impl Objective for TestAmSoftmax {
     }
 
     fn params(&self) -> &ParamStore {
-        &self.store
+        self.head.params()
     }
 
     fn config(&self) -> HeadConfig {
-        HeadConfig { loss: LossKind::AmSoftmax, scale: self.scale, margin: 0.2, classes: self.classes }
+        self.head.config()
     }
 }
 
@@ -89,7 +83,7 @@ fn options(out: &std::path::Path, epochs: usize, steps_per_epoch: usize, resume:
 #[test]
 fn one_step_lowers_the_loss_on_a_fixed_batch() {
     let model = MobileFaceNet::new(&ModelConfig::tiny(), 1, &Device::Cpu).unwrap();
-    let head = TestAmSoftmax::new(8, 32, 2);
+    let head = TestHead::new(8, 32, 2);
     let source = data(8, 4, 3);
     let labels: Vec<u32> = (0..32).map(|i| i % 8).collect();
     let batch = source.batch(&labels, &mut StdRng::seed_from_u64(4));
@@ -111,7 +105,7 @@ fn one_step_lowers_the_loss_on_a_fixed_batch() {
 fn tiny_model_learns_generated_identities() {
     let dir = tempfile::tempdir().unwrap();
     let model = MobileFaceNet::new(&ModelConfig::tiny(), 1, &Device::Cpu).unwrap();
-    let head = TestAmSoftmax::new(12, 32, 2);
+    let head = TestHead::new(12, 32, 2);
     let mut source = data(12, 16, 3);
     let steps = super::BatchSource::batches_per_epoch(&source);
     let summaries = train(&model, &head, &mut source, &options(dir.path(), 6, steps, false)).unwrap();
@@ -122,7 +116,7 @@ fn tiny_model_learns_generated_identities() {
     let batch = source.batch(&labels, &mut StdRng::seed_from_u64(99));
     let images = Tensor::from_vec(batch.images, (240, 3, 32, 32), &Device::Cpu).unwrap();
     let embeddings = model.forward(&images, false).unwrap();
-    let predicted = head.cosines(&embeddings).unwrap().argmax(D::Minus1).unwrap().to_vec1::<u32>().unwrap();
+    let predicted = head.identify(&embeddings);
     let correct = predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
     let accuracy = correct as f64 / labels.len() as f64;
     assert!(accuracy >= 0.95, "identification accuracy {accuracy}");
@@ -134,7 +128,7 @@ fn resumed_run_continues_from_the_saved_step() {
     let (straight, split) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let run = |dir: &std::path::Path, epochs, resume| {
         let model = MobileFaceNet::new(&ModelConfig::tiny(), 1, &Device::Cpu).unwrap();
-        let head = TestAmSoftmax::new(4, 32, 2);
+        let head = TestHead::new(4, 32, 2);
         let mut source = data(4, 16, 3);
         train(&model, &head, &mut source, &options(dir, epochs, 2, resume)).unwrap();
         model
@@ -158,7 +152,7 @@ fn resumed_run_continues_from_the_saved_step() {
 fn nan_loss_stops_and_keeps_the_last_good_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let model = MobileFaceNet::new(&ModelConfig::tiny(), 1, &Device::Cpu).unwrap();
-    let mut head = TestAmSoftmax::new(4, 32, 2);
+    let mut head = TestHead::new(4, 32, 2);
     head.poison_after = Some(3);
     let mut source = data(4, 16, 3);
     let error = train(&model, &head, &mut source, &options(dir.path(), 3, 2, false)).unwrap_err();
