@@ -1,5 +1,7 @@
 //! One module per subcommand; each has clap arguments and a `run`.
+pub mod align;
 pub mod bench;
+pub mod data;
 pub mod bench_train;
 pub mod model;
 
