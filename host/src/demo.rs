@@ -84,7 +84,10 @@ impl DemoReport {
     pub fn median_latency_ms(&self) -> f64 {
         let mut latencies: Vec<f64> = self.checks.iter().map(|c| c.latency_ms).collect();
         latencies.sort_by(f64::total_cmp);
-        latencies.get(latencies.len() / 2).copied().unwrap_or(f64::NAN)
+        latencies
+            .get(latencies.len() / 2)
+            .copied()
+            .unwrap_or(f64::NAN)
     }
 }
 
@@ -100,7 +103,11 @@ fn rate<'a>(checks: impl Iterator<Item = &'a Check>) -> f64 {
 /// Checks that `data` holds LFW as facelock expects, or says how to get it.
 pub fn check_data(data: &Path) -> Result<()> {
     let needed = ["lfw", "lfw-landmarks.tsv", "lfw-protocol/peopleDevTest.txt"];
-    let missing: Vec<&str> = needed.iter().copied().filter(|p| !data.join(p).exists()).collect();
+    let missing: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|p| !data.join(p).exists())
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -203,7 +210,9 @@ impl Board {
         if let Some(settings) = settings {
             command.arg("--config").arg(settings);
         }
-        let child = command.spawn().map_err(|e| Error::io(&config.facelockd, e))?;
+        let child = command
+            .spawn()
+            .map_err(|e| Error::io(&config.facelockd, e))?;
         Ok(Board { child })
     }
 
@@ -233,7 +242,11 @@ fn wait_for_hello(client: &mut Client<ControllerLink>, board: &mut Board) -> Res
     let start = Instant::now();
     loop {
         let answer = client.call(&Request::Hello, |r| match r {
-            Response::Hello { threshold, enrolled, .. } => Some((*threshold, *enrolled)),
+            Response::Hello {
+                threshold,
+                enrolled,
+                ..
+            } => Some((*threshold, *enrolled)),
             _ => None,
         });
         match answer {
@@ -251,6 +264,9 @@ fn wait_for_hello(client: &mut Client<ControllerLink>, board: &mut Board) -> Res
     }
 }
 
+/// The board's score and decision, or its refusal as text.
+type VerifyAnswer = std::result::Result<(f32, bool), String>;
+
 fn read_probe(config: &DemoConfig, rel: &Path) -> Result<Vec<u8>> {
     let path = config.data.join("lfw").join(rel);
     std::fs::read(&path).map_err(|e| Error::io(path, e))
@@ -262,7 +278,7 @@ fn verify(
     landmarks: &Landmarks,
     user_id: u32,
     probe: &Path,
-) -> Result<(std::result::Result<(f32, bool), String>, f64)> {
+) -> Result<(VerifyAnswer, f64)> {
     let image = read_probe(config, probe)?;
     let request = Request::Verify {
         user_id,
@@ -272,7 +288,9 @@ fn verify(
     let start = Instant::now();
     let answer = client
         .call(&request, |r| match r {
-            Response::Verified { score, accepted, .. } => Ok((*score, *accepted)),
+            Response::Verified {
+                score, accepted, ..
+            } => Ok((*score, *accepted)),
             other => Err(describe(other)),
         })
         .map_err(link_error)?;
@@ -280,7 +298,10 @@ fn verify(
 }
 
 /// Runs the demo; `progress(done, total, what)` reports each step.
-pub fn run(config: &DemoConfig, mut progress: impl FnMut(usize, usize, &str)) -> Result<DemoReport> {
+pub fn run(
+    config: &DemoConfig,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<DemoReport> {
     check_data(&config.data)?;
     if !config.model.is_file() {
         return Err(Error::InvalidInput(format!(
@@ -289,7 +310,12 @@ pub fn run(config: &DemoConfig, mut progress: impl FnMut(usize, usize, &str)) ->
         )));
     }
     std::fs::create_dir_all(&config.work).map_err(|e| Error::io(&config.work, e))?;
-    for stale in ["gallery.bin", "gallery.bin.lockout", "lock.log", "facelockd.log"] {
+    for stale in [
+        "gallery.bin",
+        "gallery.bin.lockout",
+        "lock.log",
+        "facelockd.log",
+    ] {
         let _ = std::fs::remove_file(config.work.join(stale));
     }
     let key_path = config.work.join("admin.key");
@@ -307,8 +333,14 @@ pub fn run(config: &DemoConfig, mut progress: impl FnMut(usize, usize, &str)) ->
     let mut done = 0;
 
     let pty = open_pty().map_err(|e| Error::io("/dev/ptmx", e))?;
-    let controller = pty.controller.try_clone().map_err(|e| Error::io(&pty.path, e))?;
-    let mut client = Client::new(ControllerLink::new(controller, Duration::from_millis(100)), 50);
+    let controller = pty
+        .controller
+        .try_clone()
+        .map_err(|e| Error::io(&pty.path, e))?;
+    let mut client = Client::new(
+        ControllerLink::new(controller, Duration::from_millis(100)),
+        50,
+    );
     let mut board = Board::start(config, &pty, Some(&measuring))?;
     progress(done, total, "starting facelockd");
     let (threshold, _) = wait_for_hello(&mut client, &mut board)?;
@@ -316,8 +348,11 @@ pub fn run(config: &DemoConfig, mut progress: impl FnMut(usize, usize, &str)) ->
     device::authenticate(&mut client, &key)?;
 
     for person in &people {
-        let files: Vec<Vec<u8>> =
-            person.enroll.iter().map(|p| read_probe(config, p)).collect::<Result<_>>()?;
+        let files: Vec<Vec<u8>> = person
+            .enroll
+            .iter()
+            .map(|p| read_probe(config, p))
+            .collect::<Result<_>>()?;
         let images: Vec<EnrollImage<'_>> = files
             .iter()
             .zip(&person.enroll)
@@ -327,7 +362,14 @@ pub fn run(config: &DemoConfig, mut progress: impl FnMut(usize, usize, &str)) ->
             })
             .collect();
         let outcome = client
-            .enroll(person.user_id, &person.name, false, &images, ENROLL_CHUNK_LEN, |_, _| {})
+            .enroll(
+                person.user_id,
+                &person.name,
+                false,
+                &images,
+                ENROLL_CHUNK_LEN,
+                |_, _| {},
+            )
             .map_err(link_error)?;
         if let EnrollOutcome::Refused(refusal) = outcome {
             return Err(Error::Device(format!(
@@ -342,27 +384,45 @@ pub fn run(config: &DemoConfig, mut progress: impl FnMut(usize, usize, &str)) ->
     }
 
     let mut checks = Vec::new();
-    let mut record = |user_id, genuine, outcome: (std::result::Result<(f32, bool), String>, f64)| {
-        match outcome.0 {
+    let mut record =
+        |user_id, genuine, outcome: (std::result::Result<(f32, bool), String>, f64)| match outcome.0
+        {
             Ok((score, accepted)) => {
-                checks.push(Check { user_id, genuine, score, accepted, latency_ms: outcome.1 });
+                checks.push(Check {
+                    user_id,
+                    genuine,
+                    score,
+                    accepted,
+                    latency_ms: outcome.1,
+                });
                 Ok(())
             }
             Err(text) => Err(Error::Device(format!("verify of user {user_id}: {text}"))),
-        }
-    };
+        };
     for person in &people {
         for probe in &person.probes {
-            record(person.user_id, true, verify(&mut client, config, &landmarks, person.user_id, probe)?)?;
+            record(
+                person.user_id,
+                true,
+                verify(&mut client, config, &landmarks, person.user_id, probe)?,
+            )?;
             done += 1;
             progress(done, total, "genuine checks");
         }
     }
     for (n, person) in people.iter().enumerate() {
-        let others = people.iter().cycle().skip(n + 1).take(config.impostors_per_user);
+        let others = people
+            .iter()
+            .cycle()
+            .skip(n + 1)
+            .take(config.impostors_per_user);
         for other in others {
             let probe = other.probes.first().unwrap_or(&other.enroll[0]);
-            record(person.user_id, false, verify(&mut client, config, &landmarks, person.user_id, probe)?)?;
+            record(
+                person.user_id,
+                false,
+                verify(&mut client, config, &landmarks, person.user_id, probe)?,
+            )?;
             done += 1;
             progress(done, total, "impostor checks");
         }
@@ -402,7 +462,13 @@ pub fn run(config: &DemoConfig, mut progress: impl FnMut(usize, usize, &str)) ->
         progress(done, total, "lockout");
     }
     let genuine_probe = victim.probes.first().unwrap_or(&victim.enroll[0]);
-    let (answer, _) = verify(&mut client, config, &landmarks, victim.user_id, genuine_probe)?;
+    let (answer, _) = verify(
+        &mut client,
+        config,
+        &landmarks,
+        victim.user_id,
+        genuine_probe,
+    )?;
     lockout_log.push(match answer {
         Ok((score, accepted)) => {
             format!("genuine attempt while locked out: accepted {accepted}, score {score:.4}")

@@ -30,6 +30,9 @@ enum Command {
     Device(cmd::device::DeviceArgs),
     /// The whole journey on a virtual board: enroll LFW people over serial, unlock, lockout.
     Demo(cmd::demo::DemoArgs),
+    /// Describe backbone configurations (layers, parameters, FLOPs).
+    #[command(subcommand)]
+    Model(cmd::model::Model),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Align(args) => args.run(),
         Command::Device(args) => args.run(),
         Command::Demo(args) => args.run(),
+        Command::Model(model) => model.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

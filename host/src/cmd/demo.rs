@@ -79,7 +79,10 @@ impl DemoArgs {
 
         let genuine = report.checks.iter().filter(|c| c.genuine).count();
         let impostor = report.checks.len() - genuine;
-        println!("facelock demo: {} users enrolled over the serial protocol", report.enrolled);
+        println!(
+            "facelock demo: {} users enrolled over the serial protocol",
+            report.enrolled
+        );
         println!("  model                 {}", config.model.display());
         println!("  threshold             {:.4}", report.threshold);
         println!(
@@ -90,8 +93,14 @@ impl DemoArgs {
             "  false accept rate     {:.1} % ({impostor} checks)",
             100.0 * report.false_accept_rate()
         );
-        println!("  median verify latency {:.1} ms", report.median_latency_ms());
-        println!("  after restart         {} users still enrolled", report.enrolled_after_restart);
+        println!(
+            "  median verify latency {:.1} ms",
+            report.median_latency_ms()
+        );
+        println!(
+            "  after restart         {} users still enrolled",
+            report.enrolled_after_restart
+        );
         for line in &report.lockout_log {
             println!("  {line}");
         }
@@ -99,7 +108,12 @@ impl DemoArgs {
 
         let plot = self.work.join("demo-scores.png");
         let scores = |genuine: bool| -> Vec<f64> {
-            report.checks.iter().filter(|c| c.genuine == genuine).map(|c| c.score as f64).collect()
+            report
+                .checks
+                .iter()
+                .filter(|c| c.genuine == genuine)
+                .map(|c| c.score as f64)
+                .collect()
         };
         let (same, other) = (scores(true), scores(false));
         facelock_host::plot::histogram(
@@ -121,7 +135,9 @@ fn workspace_file(relative: &str) -> PathBuf {
     if here.exists() {
         return here;
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
 }
 
 /// `facelockd` next to this executable; when missing and run through cargo, builds it.

@@ -3,6 +3,7 @@ use clap::Subcommand;
 
 mod align;
 mod loss;
+mod train;
 
 /// Which benchmark to run.
 #[derive(Subcommand)]
@@ -11,6 +12,8 @@ pub enum Bench {
     Align(align::AlignBench),
     /// Fused vs naive AM-Softmax: forward+backward time and measured peak extra memory.
     Loss(loss::LossArgs),
+    /// Training images/s of the backbone + AM-Softmax head (and a per-layer profile).
+    Train(train::TrainBench),
 }
 
 impl Bench {
@@ -19,6 +22,7 @@ impl Bench {
         match self {
             Bench::Align(args) => args.run(),
             Bench::Loss(args) => loss::run(args),
+            Bench::Train(bench) => bench.run(),
         }
     }
 }
