@@ -117,6 +117,16 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> candle_core::Resu
             }
         }
     }
+    if !config.device.is_cpu() {
+        // Resident memory says nothing about GPU memory: do not report it.
+        for row in &mut rows {
+            row.peak_extra_mb = None;
+            row.beyond_grads_mb = None;
+            if row.note.is_empty() {
+                row.note = "GPU memory not measured".into();
+            }
+        }
+    }
     Ok(rows)
 }
 
