@@ -39,6 +39,9 @@ pub struct LossArgs {
     /// Skip the naive head when it would need more than this many GB.
     #[arg(long, default_value_t = 8.0)]
     naive_limit_gb: f64,
+    /// Also time the three plain GEMMs of the same shape (the speed-of-light row).
+    #[arg(long)]
+    gemms: bool,
     /// Also write the rows as CSV here.
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -71,9 +74,10 @@ pub fn run(args: LossArgs) -> anyhow::Result<()> {
         classes: args.classes,
         reps: args.reps,
         device,
+        gemm_baseline: args.gemms,
         naive_limit_bytes: (args.naive_limit_gb * 1e9) as u64,
     };
-    let runs_per_shape = if args.device.is_cpu() { 3 } else { 2 };
+    let runs_per_shape = usize::from(args.device.is_cpu()) + 2 + usize::from(args.gemms);
     let total = config.dims.len() * config.classes.len() * runs_per_shape * config.reps;
     let bar = indicatif::ProgressBar::new(total as u64);
     let rows = bench::run(&config, |what| {
