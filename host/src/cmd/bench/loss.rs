@@ -51,6 +51,9 @@ pub struct LossArgs {
 }
 
 pub fn run(args: LossArgs) -> anyhow::Result<()> {
+    if args.batch == 0 || args.dims.contains(&0) || args.classes.contains(&0) {
+        anyhow::bail!("--batch, --dims and --classes must all be > 0");
+    }
     if let Some(threads) = args.threads {
         // candle's CPU matmul reads RAYON_NUM_THREADS; our fused op uses the global pool.
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
