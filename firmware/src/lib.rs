@@ -1,2 +1,12 @@
 //! facelockd library: inference, gallery store, serial server and lock output for the board.
 #![warn(missing_docs)]
+
+pub mod error;
+pub mod lock;
+pub mod model;
+pub mod serial;
+pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
+
+pub use error::{Error, Result};
