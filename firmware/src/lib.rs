@@ -1,9 +1,13 @@
 //! facelockd library: inference, gallery store, serial server and lock output for the board.
 #![warn(missing_docs)]
 
+pub mod config;
+pub mod enroll;
 pub mod error;
 pub mod lock;
 pub mod model;
+pub mod nonce;
+pub mod pipeline;
 pub mod serial;
 pub mod store;
 #[cfg(feature = "test-support")]
