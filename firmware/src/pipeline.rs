@@ -80,3 +80,8 @@ pub fn embed_image(model: &FaceModel, bytes: &[u8], landmarks: Option<&Landmarks
     embedding.iter_mut().for_each(|v| *v /= norm);
     Ok(embedding)
 }
+
+/// Landmarks as sent on the wire (`[x0, y0, x1, y1, ...]`) to five points.
+pub fn landmarks_from_wire(flat: &[f32; 10]) -> Landmarks {
+    std::array::from_fn(|i| [flat[2 * i], flat[2 * i + 1]])
+}

@@ -1,11 +1,14 @@
 //! Test support: a small generated ONNX model with facelock metadata, drawn face-like images,
 //! and a pseudo-terminal pair. Built only with the `test-support` feature.
 use std::fs::File;
-use std::io::Cursor;
-use std::os::fd::FromRawFd;
+use std::io::{Cursor, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
+use facelock_shared::frame::{self, Event, FrameDecoder, MAX_FRAME_LEN};
 use facelock_shared::model_meta as keys;
+use facelock_shared::protocol::{Envelope, Request, Response};
 use prost::Message;
 use tract_onnx::pb;
 
@@ -186,11 +189,20 @@ pub struct DrawnFace {
 }
 
 impl DrawnFace {
-    /// The image encoded as PNG.
+    /// The image encoded as PNG (about 60 KB: larger than one frame, use for chunked enrollment).
     pub fn png(&self) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
         self.image.write_to(&mut out, image::ImageFormat::Png).expect("PNG encoding to memory");
         out.into_inner()
+    }
+
+    /// The image encoded as JPEG at quality 90 (fits one `Verify` frame).
+    pub fn jpeg(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+            .encode_image(&self.image)
+            .expect("JPEG encoding to memory");
+        out
     }
 }
 
@@ -277,6 +289,136 @@ pub fn open_pty() -> std::io::Result<Pty> {
     // SAFETY: openpty succeeded, so both descriptors are open and owned by nobody else.
     let (controller, terminal) = unsafe { (File::from_raw_fd(controller), File::from_raw_fd(terminal)) };
     crate::serial::make_raw(&terminal)?;
-    let path = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&terminal)))?;
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", terminal.as_raw_fd()))?;
     Ok(Pty { controller, path, terminal })
+}
+
+/// A host-side client for tests: frames requests onto the pty and reads responses.
+pub struct Client {
+    port: File,
+    decoder: Box<FrameDecoder<MAX_FRAME_LEN>>,
+    pending: Vec<u8>,
+    seq: u32,
+    /// Time from the last request byte written to the last response byte read, per call.
+    pub last_round_trip: Duration,
+    last_write: Option<Instant>,
+}
+
+impl Client {
+    /// A client on the controller side of a pty (or any fd-backed file).
+    pub fn new(port: File) -> Self {
+        Client {
+            port,
+            decoder: Box::new(FrameDecoder::new()),
+            pending: Vec::new(),
+            seq: 0,
+            last_round_trip: Duration::ZERO,
+            last_write: None,
+        }
+    }
+
+    /// Writes raw bytes (for malformed-frame tests).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.port.write_all(bytes).expect("writing to the pty");
+        self.port.flush().expect("flushing the pty");
+        self.last_write = Some(Instant::now());
+    }
+
+    /// Frames and sends a request; returns its sequence number.
+    pub fn send(&mut self, request: &Request<'_>) -> u32 {
+        self.seq += 1;
+        let mut buf = vec![0u8; MAX_FRAME_LEN];
+        let bytes = frame::encode(&Envelope::new(self.seq, request.clone()), &mut buf)
+            .expect("request fits a frame")
+            .to_vec();
+        self.send_raw(&bytes);
+        self.seq
+    }
+
+    /// Waits up to `timeout` for one response frame and hands it to `f` with its sequence
+    /// number. Panics on timeout or a bad frame (test helper).
+    pub fn receive<R>(&mut self, timeout: Duration, f: impl FnOnce(u32, &Response<'_>) -> R) -> R {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // First use bytes already read.
+            if !self.pending.is_empty() {
+                let pending = std::mem::take(&mut self.pending);
+                let (used, event) = self.decoder.feed::<Envelope<Response>>(&pending);
+                let leftover = pending[used..].to_vec();
+                match event {
+                    Event::Frame(envelope) => {
+                        if let Some(sent) = self.last_write {
+                            self.last_round_trip = sent.elapsed();
+                        }
+                        let result = f(envelope.seq, &envelope.body);
+                        self.pending = leftover;
+                        return result;
+                    }
+                    Event::NeedMore => self.pending = leftover,
+                    Event::BadFrame { reason, .. } => panic!("bad response frame: {reason:?}"),
+                }
+            }
+            let now = Instant::now();
+            assert!(now < deadline, "no response within {timeout:?}");
+            let mut poll = libc::pollfd { fd: self.port.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let wait_ms = (deadline - now).as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd for an open descriptor.
+            let ready = unsafe { libc::poll(&mut poll, 1, wait_ms) };
+            if ready <= 0 {
+                continue;
+            }
+            let mut buf = [0u8; 4096];
+            match self.port.read(&mut buf) {
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("reading the pty: {e}"),
+            }
+        }
+    }
+
+    /// Sends `request` and hands the matching response to `f` (10 s timeout).
+    pub fn call<R>(&mut self, request: &Request<'_>, f: impl FnOnce(&Response<'_>) -> R) -> R {
+        let seq = self.send(request);
+        self.receive(Duration::from_secs(10), |got, response| {
+            assert_eq!(got, seq, "response to another request: {response:?}");
+            f(response)
+        })
+    }
+
+    /// Runs the challenge-response with `key`; returns the board's answer as text.
+    pub fn authenticate(&mut self, key: &[u8]) -> String {
+        let nonce = self.call(&Request::AuthChallenge, |r| match r {
+            Response::Challenge { nonce } => *nonce,
+            other => panic!("expected a challenge, got {other:?}"),
+        });
+        let mac = facelock_shared::auth::respond(key, &nonce).expect("key long enough");
+        self.call(&Request::AuthResponse { mac }, |r| format!("{r:?}"))
+    }
+
+    /// Enrolls `user_id` from PNG images sent in `chunk`-byte pieces; returns the final
+    /// response as text (`Enrolled { .. }` on success) or the first error.
+    pub fn enroll(&mut self, user_id: u32, name: &str, images: &[Vec<u8>], chunk: usize) -> String {
+        let begin = Request::EnrollBegin { user_id, name, image_count: images.len() as u8, replace: false };
+        let answer = self.call(&begin, |r| format!("{r:?}"));
+        if !answer.starts_with("EnrollReady") {
+            return answer;
+        }
+        for (index, image) in images.iter().enumerate() {
+            let pieces: Vec<&[u8]> = image.chunks(chunk).collect();
+            for (i, piece) in pieces.iter().enumerate() {
+                let request = Request::EnrollChunk {
+                    image_index: index as u8,
+                    offset: (i * chunk) as u32,
+                    last: i + 1 == pieces.len(),
+                    landmarks: None,
+                    bytes: piece,
+                };
+                let answer = self.call(&request, |r| format!("{r:?}"));
+                if !answer.starts_with("EnrollProgress") {
+                    return answer;
+                }
+            }
+        }
+        self.call(&Request::EnrollCommit, |r| format!("{r:?}"))
+    }
 }
