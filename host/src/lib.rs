@@ -2,6 +2,8 @@
 //! evaluation, export and the serial client for the board.
 #![warn(missing_docs)]
 
+pub mod data;
 pub mod error;
+pub mod loss;
 
 pub use error::{Error, Result};
