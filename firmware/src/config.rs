@@ -5,9 +5,8 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
-/// Shortest admin key accepted, in bytes.
-// TODO: use the minimum exported by `facelock_shared::auth` once that module lands on main.
-pub const MIN_ADMIN_KEY_LEN: usize = 16;
+/// Shortest admin key accepted, in bytes (the shared authentication minimum).
+pub const MIN_ADMIN_KEY_LEN: usize = facelock_shared::auth::KEY_LEN_MIN;
 
 /// Settings read from `--config facelock.toml`; every field is optional.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -19,6 +18,12 @@ pub struct FileConfig {
     pub pulse_ms: Option<u64>,
     /// Serial baud rate (the `--baud` flag wins).
     pub baud: Option<u32>,
+    /// Centre-crop fraction for images sent without landmarks, in (0, 1]; default 0.5.
+    pub crop_fraction: Option<f32>,
+    /// Failed verifies in a row that start a lockout; default 5.
+    pub max_failures: Option<u8>,
+    /// First lockout in milliseconds (doubling after each further lockout); default 30000.
+    pub lockout_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -32,6 +37,14 @@ impl FileConfig {
                 return Err(Error::Config {
                     path: path.to_owned(),
                     message: format!("threshold {t} is not a cosine in [-1, 1]"),
+                });
+            }
+        }
+        if let Some(f) = config.crop_fraction {
+            if !(f > 0.0 && f <= 1.0) {
+                return Err(Error::Config {
+                    path: path.to_owned(),
+                    message: format!("crop_fraction {f} is not in (0, 1]"),
                 });
             }
         }

@@ -1,8 +1,9 @@
 //! Device state behind the server: the model, the persisted gallery and lockout, the admin key.
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::Instant;
 
-use facelock_shared::decision::{Lockout, Policy};
+use facelock_shared::decision::{Lockout, Persisted, Policy};
 use facelock_shared::embedding::{Accumulator, Template};
 use facelock_shared::gallery::{self, Gallery};
 use facelock_shared::protocol::ErrorCode;
@@ -17,16 +18,21 @@ use crate::store::{FileStore, Loaded};
 /// Embedding dimension this firmware is built for; models with another dimension are refused.
 pub const DIM: usize = 128;
 
+/// Device context mixed into the admin MAC (see `facelock_shared::auth`): empty, so one key
+/// works with any board; a host must pass the same.
+pub const AUTH_CONTEXT: &[u8] = b"";
+
 /// Users the gallery holds.
 pub const CAPACITY: usize = 1000;
 
 /// The gallery type stored on the board.
 pub type BoardGallery = Gallery<CAPACITY, DIM>;
 
-/// Wall-clock milliseconds since the Unix epoch; lockouts are timed with it so they survive
-/// restarts.
-pub fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+/// Monotonic milliseconds since the daemon started: the lockout clock. A lockout is persisted
+/// as time remaining, so it resumes after a restart whatever the wall clock does.
+pub fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 /// What a verify decided.
@@ -48,6 +54,7 @@ pub struct VerifyOutcome {
 pub struct Device {
     model: FaceModel,
     policy: Policy,
+    crop_fraction: f32,
     gallery: Box<BoardGallery>,
     gallery_store: FileStore,
     lockout: Lockout,
@@ -65,7 +72,13 @@ pub fn lockout_path(gallery: &Path) -> std::path::PathBuf {
 impl Device {
     /// Opens the stores for `model`. Refuses a gallery of another model id or dimension; a
     /// corrupt gallery or lockout file is kept aside and replaced by an empty one.
-    pub fn open(model: FaceModel, threshold: f32, gallery_path: &Path, admin_key: AdminKey) -> Result<Self> {
+    pub fn open(
+        model: FaceModel,
+        policy: Policy,
+        crop_fraction: f32,
+        gallery_path: &Path,
+        admin_key: AdminKey,
+    ) -> Result<Self> {
         let meta = model.meta().clone();
         if meta.embedding_dim != DIM {
             return Err(Error::ModelMetadata {
@@ -73,9 +86,9 @@ impl Device {
                 message: format!("embedding dim {} is not supported (this firmware: {DIM})", meta.embedding_dim),
             });
         }
-        let policy = Policy::new(threshold).map_err(|e| Error::Config {
+        policy.validate().map_err(|e| Error::Config {
             path: gallery_path.to_owned(),
-            message: format!("threshold {threshold}: {e}"),
+            message: format!("unlock policy {policy:?}: {e}"),
         })?;
 
         let gallery_store = FileStore::new(gallery_path, "gallery");
@@ -88,12 +101,16 @@ impl Device {
         };
 
         let lockout_store = FileStore::new(lockout_path(gallery_path), "lockout state");
-        let lockout = match lockout_store.load(|bytes| postcard::from_bytes::<Lockout>(bytes).map_err(|e| e.to_string()))? {
-            Loaded::Found(lockout) => lockout,
-            Loaded::Missing | Loaded::Corrupt { .. } => Lockout::default(),
+        let persisted = lockout_store.load(|bytes| Persisted::from_bytes(bytes).map_err(|e| e.to_string()))?;
+        let lockout = match persisted {
+            Loaded::Found(persisted) => {
+                tracing::info!(failures = persisted.failures, locked_out_ms = persisted.remaining_ms, "lockout state restored");
+                Lockout::resume(&persisted, now_ms())
+            }
+            Loaded::Missing | Loaded::Corrupt { .. } => Lockout::new(),
         };
         tracing::info!(users = gallery.len(), capacity = CAPACITY, "gallery loaded");
-        Ok(Device { model, policy, gallery, gallery_store, lockout, lockout_store, admin_key })
+        Ok(Device { model, policy, crop_fraction, gallery, gallery_store, lockout, lockout_store, admin_key })
     }
 
     /// Checks the header (model id) before the body, so a gallery of another model is
@@ -129,15 +146,12 @@ impl Device {
         })
     }
 
-    fn save_lockout(&self) {
-        match postcard::to_stdvec(&self.lockout) {
-            Ok(bytes) => {
-                if let Err(e) = self.lockout_store.save(&bytes) {
-                    tracing::error!(error = %e, "lockout state save failed");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "lockout state serialisation failed"),
-        }
+    fn save_lockout(&self, now_ms: u64) -> Result<(), (ErrorCode, String)> {
+        let bytes = self.lockout.snapshot(now_ms).to_bytes();
+        self.lockout_store.save(&bytes).map_err(|e| {
+            tracing::error!(error = %e, "lockout state save failed");
+            (ErrorCode::StorageError, e.to_string())
+        })
     }
 
     /// Id of the loaded model.
@@ -177,12 +191,13 @@ impl Device {
 
     /// Whether `mac` is the HMAC of `nonce` under the admin key.
     pub fn check_mac(&self, nonce: &[u8; 32], mac: &[u8; 32]) -> bool {
-        facelock_shared::auth::verify(self.admin_key.expose(), nonce, mac).unwrap_or(false)
+        facelock_shared::auth::verify(self.admin_key.expose(), nonce, AUTH_CONTEXT, mac)
+            .unwrap_or(false)
     }
 
     /// Image bytes → L2-normalised embedding.
     pub fn embed(&self, bytes: &[u8], landmarks: Option<&Landmarks>) -> Result<Vec<f32>> {
-        pipeline::embed_image(&self.model, bytes, landmarks)
+        pipeline::embed_image(&self.model, bytes, landmarks, self.crop_fraction)
     }
 
     /// Stores a completed enrollment: the template is the average of its embeddings. The
@@ -223,9 +238,8 @@ impl Device {
         landmarks: Option<&Landmarks>,
         now_ms: u64,
     ) -> Result<VerifyOutcome, (ErrorCode, String)> {
-        let left = self.lockout.remaining_ms(now_ms);
-        if left > 0 {
-            return Err((ErrorCode::LockedOut, format!("locked out for {left} ms")));
+        if let Err(locked) = self.lockout.check(now_ms) {
+            return Err((ErrorCode::LockedOut, format!("locked out for {} ms", locked.remaining_ms)));
         }
         if !self.has_user(user_id) {
             return Err((ErrorCode::UnknownUser, format!("user {user_id}")));
@@ -233,16 +247,21 @@ impl Device {
         let embedding = self.embed(image, landmarks).map_err(|e| (ErrorCode::BadImage, e.to_string()))?;
         let probe = Template::<DIM>::from_embedding(&embedding).map_err(|e| (ErrorCode::from(e), e.to_string()))?;
         let score = self.gallery.verify(user_id, &probe).map_err(|e| (ErrorCode::from(e), e.to_string()))?;
-        let accepted = score >= self.policy.threshold;
-        let lockouts_before = self.lockout.lockouts();
-        self.lockout.record(accepted, now_ms, &self.policy);
-        self.save_lockout();
+        let accepted = self.policy.accepts(score);
+
+        // The failure is on disk before the answer goes out, so a kill cannot erase it.
+        let before = self.lockout;
+        let outcome = self.lockout.record(&self.policy, now_ms, accepted);
+        if let Err(failure) = self.save_lockout(now_ms) {
+            self.lockout = before;
+            return Err(failure);
+        }
         Ok(VerifyOutcome {
             score,
             accepted,
-            failures: self.lockout.failures(),
-            locked_out_ms: self.lockout.remaining_ms(now_ms),
-            lockout_started: self.lockout.lockouts() > lockouts_before,
+            failures: outcome.failures,
+            locked_out_ms: outcome.locked_out_ms,
+            lockout_started: outcome.locked_out_ms > 0,
         })
     }
 

@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod device;
 pub mod enroll;
 pub mod error;
 pub mod lock;
@@ -9,6 +10,7 @@ pub mod model;
 pub mod nonce;
 pub mod pipeline;
 pub mod serial;
+pub mod server;
 pub mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -9,6 +9,8 @@ use facelock_firmware::config::{AdminKey, FileConfig};
 use facelock_firmware::device::Device;
 use facelock_firmware::lock::{self, BoardPin, Lock, LockSpec};
 use facelock_firmware::model::FaceModel;
+use facelock_firmware::pipeline::DEFAULT_CROP_FRACTION;
+use facelock_shared::decision::Policy;
 use facelock_firmware::serial::SerialLink;
 use facelock_firmware::server::Server;
 
@@ -53,7 +55,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         .threshold
         .or(model.meta().threshold_far_1e3)
         .context("no threshold: the model has no facelock.threshold.far_1e-3 and the config none")?;
-    let device = Device::open(model, threshold, &args.gallery, admin_key)?;
+    let mut policy = Policy::new(threshold);
+    policy.max_failures = config.max_failures.unwrap_or(policy.max_failures);
+    policy.lockout_ms = config.lockout_ms.unwrap_or(policy.lockout_ms);
+    policy.max_lockout_ms = policy.max_lockout_ms.max(policy.lockout_ms);
+    let crop_fraction = config.crop_fraction.unwrap_or(DEFAULT_CROP_FRACTION);
+    let device = Device::open(model, policy, crop_fraction, &args.gallery, admin_key)?;
 
     let pulse = Duration::from_millis(args.pulse_ms.or(config.pulse_ms).unwrap_or(3000));
     let pin = BoardPin::open(&args.lock_gpio)?;

@@ -1,6 +1,7 @@
 //! Probe and enrollment images to embeddings: decode, align, normalise, run the model.
 use std::io::Cursor;
 
+use facelock_shared::align;
 use image::{ImageFormat, ImageReader, Limits, RgbImage};
 
 use crate::error::{Error, Result};
@@ -30,37 +31,42 @@ pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
     Ok(image.to_rgb8())
 }
 
-/// Crops the centred square of `image` and resizes it to the model input, CHW f32 with the
-/// model's mean/std, `[3, H, W]`.
-///
-/// TODO: landmark alignment (similarity transform to the 5-point template) belongs to
-/// `facelock_shared::align`; until that lands here, landmarks sent with an image are
-/// ignored and every image takes this centred-crop path.
-pub fn centre_crop_chw(image: &RgbImage, meta: &ModelMeta) -> Result<Vec<f32>> {
-    let (w, h) = image.dimensions();
-    let side = w.min(h);
-    if side < 16 {
-        return Err(Error::Image(format!("image is {w}x{h}, too small for a face")));
+/// Fraction of the shorter image side taken as the face square when no landmarks come with an
+/// image (the host's training default).
+pub const DEFAULT_CROP_FRACTION: f32 = 0.5;
+
+/// Aligns `image` into model input, CHW f32 `[3, 112, 112]` with the model's mean/std: through
+/// the 5-point similarity transform when landmarks are given, else the centred square of side
+/// `crop_fraction * min(width, height)`.
+pub fn align_chw(
+    image: &RgbImage,
+    landmarks: Option<&Landmarks>,
+    crop_fraction: f32,
+    meta: &ModelMeta,
+) -> Result<Vec<f32>> {
+    if (meta.input_height, meta.input_width) != (align::ALIGNED_SIZE, align::ALIGNED_SIZE) {
+        return Err(Error::Unsupported("model inputs other than 112x112"));
     }
-    let crop = image::imageops::crop_imm(image, (w - side) / 2, (h - side) / 2, side, side);
-    let resized = image::imageops::resize(
-        &crop.to_image(),
-        meta.input_width as u32,
-        meta.input_height as u32,
-        image::imageops::FilterType::Triangle,
-    );
-    let plane = meta.input_width * meta.input_height;
-    let mut chw = vec![0.0f32; 3 * plane];
-    for (i, pixel) in resized.pixels().enumerate() {
-        for c in 0..3 {
-            chw[c * plane + i] = (pixel[c] as f32 / 255.0 - meta.mean[c]) / meta.std[c];
-        }
-    }
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let bad = |e: align::AlignError| Error::Image(format!("{w}x{h} image: {e}"));
+    let view = align::ImageRef::new(image.as_raw(), w, h, 3).map_err(bad)?;
+    let transform = match landmarks {
+        Some(points) => align::landmark_transform(points).map_err(bad)?,
+        None => align::center_crop_transform(w, h, crop_fraction).map_err(bad)?,
+    };
+    let normalisation = align::Normalisation { mean: meta.mean, std: meta.std };
+    let mut chw = vec![0.0f32; align::ALIGNED_LEN];
+    align::warp_normalised(&view, &transform, &normalisation, false, &mut chw).map_err(bad)?;
     Ok(chw)
 }
 
-/// Image bytes → L2-normalised embedding, `[embedding_dim]`.
-pub fn embed_image(model: &FaceModel, bytes: &[u8], landmarks: Option<&Landmarks>) -> Result<Vec<f32>> {
+/// Image bytes → raw embedding, `[embedding_dim]` (normalised later by the template code).
+pub fn embed_image(
+    model: &FaceModel,
+    bytes: &[u8],
+    landmarks: Option<&Landmarks>,
+    crop_fraction: f32,
+) -> Result<Vec<f32>> {
     let image = decode_image(bytes)?;
     if let Some(points) = landmarks {
         let (w, h) = image.dimensions();
@@ -71,13 +77,11 @@ pub fn embed_image(model: &FaceModel, bytes: &[u8], landmarks: Option<&Landmarks
             return Err(Error::Image(format!("a landmark lies outside the {w}x{h} image")));
         }
     }
-    let chw = centre_crop_chw(&image, model.meta())?;
-    let mut embedding = model.embed(&chw)?;
-    let norm = embedding.iter().map(|v| v * v).sum::<f32>().sqrt();
-    if !norm.is_finite() || norm < 1e-12 {
-        return Err(Error::Inference("the model gave a zero or non-finite embedding".into()));
+    let chw = align_chw(&image, landmarks, crop_fraction, model.meta())?;
+    let embedding = model.embed(&chw)?;
+    if embedding.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Inference("the model gave a non-finite embedding".into()));
     }
-    embedding.iter_mut().for_each(|v| *v /= norm);
     Ok(embedding)
 }
 

@@ -10,7 +10,7 @@ use facelock_shared::protocol::{
     MAX_IMAGE_LEN, PROTOCOL_VERSION,
 };
 
-use crate::device::{unix_ms, Device, VerifyOutcome};
+use crate::device::{now_ms, Device, VerifyOutcome};
 use crate::enroll::{ChunkRefusal, Enrollment, MAX_NAME_LEN};
 use crate::lock::Lock;
 use crate::nonce::{AuthRefusal, AuthState};
@@ -285,7 +285,7 @@ impl<P: OutputPin> Server<P> {
             return Err(fail(ErrorCode::PayloadTooLarge, format!("{} bytes, max {MAX_IMAGE_LEN}", image.len())));
         }
         let landmarks = landmarks.map(pipeline::landmarks_from_wire);
-        let outcome = self.device.verify(user_id, image, landmarks.as_ref(), unix_ms())?;
+        let outcome = self.device.verify(user_id, image, landmarks.as_ref(), now_ms())?;
         let VerifyOutcome { score, accepted, failures, locked_out_ms, lockout_started } = outcome;
         self.counters.verifies += 1;
         if accepted {
@@ -316,7 +316,7 @@ impl<P: OutputPin> Server<P> {
     }
 
     fn stats(&self) -> Counters {
-        let lockout = self.device.lockout_status(unix_ms());
+        let lockout = self.device.lockout_status(now_ms());
         Counters {
             uptime_ms: self.started.elapsed().as_millis() as u64,
             enrolled: self.device.enrolled() as u32,

@@ -391,7 +391,8 @@ impl Client {
             Response::Challenge { nonce } => *nonce,
             other => panic!("expected a challenge, got {other:?}"),
         });
-        let mac = facelock_shared::auth::respond(key, &nonce).expect("key long enough");
+        let mac = facelock_shared::auth::respond(key, &nonce, crate::device::AUTH_CONTEXT)
+            .expect("key long enough");
         self.call(&Request::AuthResponse { mac }, |r| format!("{r:?}"))
     }
 

@@ -210,7 +210,7 @@ fn replayed_auth_response_is_rejected() {
         Response::Challenge { nonce } => *nonce,
         other => panic!("{other:?}"),
     });
-    let mac = facelock_shared::auth::respond(KEY, &nonce).unwrap();
+    let mac = facelock_shared::auth::respond(KEY, &nonce, facelock_firmware::device::AUTH_CONTEXT).unwrap();
     assert_eq!(client.call(&Request::AuthResponse { mac }, |r| format!("{r:?}")), "AuthOk");
     let replay = client.call(&Request::AuthResponse { mac }, |r| format!("{r:?}"));
     assert_eq!(error_code(&replay), Some(ErrorCode::AuthFailed), "{replay}");
