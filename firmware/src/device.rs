@@ -250,11 +250,14 @@ impl Device {
         let accepted = self.policy.accepts(score);
 
         // The failure is on disk before the answer goes out, so a kill cannot erase it.
+        // Only a change is written (an accept with no failures before changes nothing).
         let before = self.lockout;
         let outcome = self.lockout.record(&self.policy, now_ms, accepted);
-        if let Err(failure) = self.save_lockout(now_ms) {
-            self.lockout = before;
-            return Err(failure);
+        if self.lockout != before {
+            if let Err(failure) = self.save_lockout(now_ms) {
+                self.lockout = before;
+                return Err(failure);
+            }
         }
         Ok(VerifyOutcome {
             score,

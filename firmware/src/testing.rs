@@ -317,11 +317,14 @@ impl Client {
         }
     }
 
-    /// Writes raw bytes (for malformed-frame tests).
+    /// Writes raw bytes (for malformed-frame tests). The clock for [`Client::last_round_trip`]
+    /// starts just before the last byte is written, so the board cannot have answered yet.
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.port.write_all(bytes).expect("writing to the pty");
-        self.port.flush().expect("flushing the pty");
+        let (last, head) = bytes.split_last().expect("at least one byte to send");
+        self.port.write_all(head).expect("writing to the pty");
         self.last_write = Some(Instant::now());
+        self.port.write_all(std::slice::from_ref(last)).expect("writing to the pty");
+        self.port.flush().expect("flushing the pty");
     }
 
     /// Frames and sends a request; returns its sequence number.
