@@ -33,7 +33,12 @@ fn parse() -> anyhow::Result<Options> {
             other => bail!("unknown argument '{other}'"),
         }
     }
-    Ok(Options { mode, daemon, wrap, model })
+    Ok(Options {
+        mode,
+        daemon,
+        wrap,
+        model,
+    })
 }
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -70,12 +75,18 @@ fn main() -> anyhow::Result<()> {
     }
     let lock_log = dir.path().join("lock.log");
     command
-        .arg("--model").arg(&model_path)
-        .arg("--gallery").arg(&gallery)
-        .arg("--serial").arg(&pty.path)
-        .arg("--admin-key-file").arg(&key_path)
-        .arg("--lock-gpio").arg(format!("file:{}", lock_log.display()))
-        .arg("--pulse-ms").arg("200")
+        .arg("--model")
+        .arg(&model_path)
+        .arg("--gallery")
+        .arg(&gallery)
+        .arg("--serial")
+        .arg(&pty.path)
+        .arg("--admin-key-file")
+        .arg(&key_path)
+        .arg("--lock-gpio")
+        .arg(format!("file:{}", lock_log.display()))
+        .arg("--pulse-ms")
+        .arg("200")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path)?);
     let started = Instant::now();
@@ -95,7 +106,10 @@ fn main() -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    println!("facelockd serving after {:.2} s", started.elapsed().as_secs_f64());
+    println!(
+        "facelockd serving after {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let mut client = Client::new(pty.controller.try_clone()?);
     let result = match options.mode.as_str() {
@@ -129,10 +143,21 @@ fn smoke(client: &mut Client, lock_log: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(enrolled.starts_with("Enrolled"), "enroll failed");
     let probe = draw_face(1, 9).jpeg();
     let started = Instant::now();
-    let seq = client.send(&Request::Verify { user_id: 1, landmarks: None, image: &probe });
+    let seq = client.send(&Request::Verify {
+        user_id: 1,
+        landmarks: None,
+        image: &probe,
+    });
     let verified = client.receive(timeout, |got, r| (got == seq, format!("{r:?}")));
-    println!("verify: {} ({:.2} s)", verified.1, started.elapsed().as_secs_f64());
-    anyhow::ensure!(verified.0 && verified.1.contains("accepted: true"), "verify not accepted");
+    println!(
+        "verify: {} ({:.2} s)",
+        verified.1,
+        started.elapsed().as_secs_f64()
+    );
+    anyhow::ensure!(
+        verified.0 && verified.1.contains("accepted: true"),
+        "verify not accepted"
+    );
     let log = std::fs::read_to_string(lock_log).unwrap_or_default();
     anyhow::ensure!(log.contains("energised"), "lock never energised");
     println!("arm smoke: OK");
@@ -142,13 +167,23 @@ fn smoke(client: &mut Client, lock_log: &Path) -> anyhow::Result<()> {
 fn bench(client: &mut Client, pid: u32) -> anyhow::Result<()> {
     anyhow::ensure!(client.authenticate(KEY) == "AuthOk", "auth failed");
     let images: Vec<Vec<u8>> = (0..3).map(|shot| draw_face(1, shot).jpeg()).collect();
-    anyhow::ensure!(client.enroll(1, "bench", &images, 16_000).starts_with("Enrolled"), "enroll");
+    anyhow::ensure!(
+        client
+            .enroll(1, "bench", &images, 16_000)
+            .starts_with("Enrolled"),
+        "enroll"
+    );
     let probe = draw_face(1, 9).jpeg();
     let mut samples = Vec::new();
     for round in 0..60 {
-        let accepted = client.call(&Request::Verify { user_id: 1, landmarks: None, image: &probe }, |r| {
-            matches!(r, Response::Verified { accepted: true, .. })
-        });
+        let accepted = client.call(
+            &Request::Verify {
+                user_id: 1,
+                landmarks: None,
+                image: &probe,
+            },
+            |r| matches!(r, Response::Verified { accepted: true, .. }),
+        );
         anyhow::ensure!(accepted, "verify {round} not accepted");
         if round >= 10 {
             samples.push(client.last_round_trip.as_secs_f64() * 1e3);
@@ -180,7 +215,12 @@ fn bench_gallery_load(dir: &Path) -> anyhow::Result<()> {
         for (i, v) in embedding.iter_mut().enumerate() {
             *v = ((user as usize * 31 + i * 17) % 97) as f32 - 48.0;
         }
-        gallery.enroll(user, &format!("user {user}"), 3, Template::<DIM>::from_embedding(&embedding)?)?;
+        gallery.enroll(
+            user,
+            &format!("user {user}"),
+            3,
+            Template::<DIM>::from_embedding(&embedding)?,
+        )?;
     }
     let mut bytes = vec![0u8; gallery.serialized_len()];
     let len = gallery.to_bytes(&mut bytes)?;

@@ -29,9 +29,12 @@ pub struct FileConfig {
 impl FileConfig {
     /// Reads and checks a TOML config file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading config", path, e))?;
-        let config: FileConfig = toml::from_str(&text)
-            .map_err(|e| Error::Config { path: path.to_owned(), message: e.to_string() })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io("reading config", path, e))?;
+        let config: FileConfig = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         if let Some(t) = config.threshold {
             if !(-1.0..=1.0).contains(&t) {
                 return Err(Error::Config {
@@ -59,10 +62,20 @@ impl AdminKey {
     /// Reads the key file: hex text (whitespace ignored) if it is all hex digits, otherwise
     /// the raw bytes. Refuses a missing file or a key shorter than [`MIN_ADMIN_KEY_LEN`].
     pub fn load(path: &Path) -> Result<Self> {
-        let bad = |message: String| Error::AdminKey { path: PathBuf::from(path), message };
+        let bad = |message: String| Error::AdminKey {
+            path: PathBuf::from(path),
+            message,
+        };
         let raw = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
-        let text: Vec<u8> = raw.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
-        let key = if !text.is_empty() && text.len() % 2 == 0 && text.iter().all(u8::is_ascii_hexdigit) {
+        let text: Vec<u8> = raw
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        let key = if !text.is_empty()
+            && text.len().is_multiple_of(2)
+            && text.iter().all(u8::is_ascii_hexdigit)
+        {
             text.chunks(2)
                 .map(|pair| {
                     let digits = std::str::from_utf8(pair).unwrap_or("00");
@@ -109,8 +122,13 @@ mod tests {
         let err = AdminKey::load(&short).unwrap_err().to_string();
         assert!(err.contains("2 bytes") && err.contains("short"), "{err}");
 
-        let missing = AdminKey::load(&dir.path().join("nope")).unwrap_err().to_string();
-        assert!(missing.contains("nope") && missing.contains("cannot read"), "{missing}");
+        let missing = AdminKey::load(&dir.path().join("nope"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("nope") && missing.contains("cannot read"),
+            "{missing}"
+        );
         assert!(!format!("{:?}", AdminKey::load(&hex).unwrap()).contains("00112233"));
     }
 
@@ -122,7 +140,10 @@ mod tests {
         let config = FileConfig::load(&path).unwrap();
         assert_eq!((config.threshold, config.pulse_ms), (Some(0.4), Some(500)));
         std::fs::write(&path, "treshold = 0.4\n").unwrap();
-        assert!(FileConfig::load(&path).unwrap_err().to_string().contains("treshold"));
+        assert!(FileConfig::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("treshold"));
         std::fs::write(&path, "threshold = 3.0\n").unwrap();
         assert!(FileConfig::load(&path).is_err());
     }

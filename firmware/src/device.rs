@@ -83,7 +83,10 @@ impl Device {
         if meta.embedding_dim != DIM {
             return Err(Error::ModelMetadata {
                 path: gallery_path.to_owned(),
-                message: format!("embedding dim {} is not supported (this firmware: {DIM})", meta.embedding_dim),
+                message: format!(
+                    "embedding dim {} is not supported (this firmware: {DIM})",
+                    meta.embedding_dim
+                ),
             });
         }
         policy.validate().map_err(|e| Error::Config {
@@ -101,16 +104,30 @@ impl Device {
         };
 
         let lockout_store = FileStore::new(lockout_path(gallery_path), "lockout state");
-        let persisted = lockout_store.load(|bytes| Persisted::from_bytes(bytes).map_err(|e| e.to_string()))?;
+        let persisted =
+            lockout_store.load(|bytes| Persisted::from_bytes(bytes).map_err(|e| e.to_string()))?;
         let lockout = match persisted {
             Loaded::Found(persisted) => {
-                tracing::info!(failures = persisted.failures, locked_out_ms = persisted.remaining_ms, "lockout state restored");
+                tracing::info!(
+                    failures = persisted.failures,
+                    locked_out_ms = persisted.remaining_ms,
+                    "lockout state restored"
+                );
                 Lockout::resume(&persisted, now_ms())
             }
             Loaded::Missing | Loaded::Corrupt { .. } => Lockout::new(),
         };
         tracing::info!(users = gallery.len(), capacity = CAPACITY, "gallery loaded");
-        Ok(Device { model, policy, crop_fraction, gallery, gallery_store, lockout, lockout_store, admin_key })
+        Ok(Device {
+            model,
+            policy,
+            crop_fraction,
+            gallery,
+            gallery_store,
+            lockout,
+            lockout_store,
+            admin_key,
+        })
     }
 
     /// Checks the header (model id) before the body, so a gallery of another model is
@@ -127,7 +144,10 @@ impl Device {
         }
         let parsed = store.load(|bytes| {
             let mut gallery = Box::new(BoardGallery::new(model_id));
-            gallery.load_into(bytes, Some(model_id)).map(|()| gallery).map_err(|e| e.to_string())
+            gallery
+                .load_into(bytes, Some(model_id))
+                .map(|()| gallery)
+                .map_err(|e| e.to_string())
         })?;
         match parsed {
             Loaded::Found(gallery) => Ok(gallery),
@@ -186,7 +206,10 @@ impl Device {
 
     /// (user id, name, samples) of every user, in gallery order.
     pub fn users(&self) -> Vec<(u32, String, u16)> {
-        self.gallery.iter().map(|r| (r.user_id, r.name.as_str().to_owned(), r.samples)).collect()
+        self.gallery
+            .iter()
+            .map(|r| (r.user_id, r.name.as_str().to_owned(), r.samples))
+            .collect()
     }
 
     /// Whether `mac` is the HMAC of `nonce` under the admin key.
@@ -205,9 +228,13 @@ impl Device {
     pub fn enroll(&mut self, enrollment: &Enrollment) -> Result<(), (ErrorCode, String)> {
         let mut accumulator = Accumulator::<DIM>::new();
         for embedding in &enrollment.embeddings {
-            accumulator.add(embedding).map_err(|e| (ErrorCode::from(e), e.to_string()))?;
+            accumulator
+                .add(embedding)
+                .map_err(|e| (ErrorCode::from(e), e.to_string()))?;
         }
-        let template = accumulator.finish().map_err(|e| (ErrorCode::from(e), e.to_string()))?;
+        let template = accumulator
+            .finish()
+            .map_err(|e| (ErrorCode::from(e), e.to_string()))?;
         let samples = enrollment.embeddings.len() as u16;
         let mut next = self.gallery.clone();
         let result = if enrollment.replace && next.get(enrollment.user_id).is_some() {
@@ -224,7 +251,8 @@ impl Device {
     /// Removes a user; the gallery changes only if the file was written.
     pub fn delete(&mut self, user_id: u32) -> Result<(), (ErrorCode, String)> {
         let mut next = self.gallery.clone();
-        next.remove(user_id).map_err(|e| (ErrorCode::from(e), format!("user {user_id}: {e}")))?;
+        next.remove(user_id)
+            .map_err(|e| (ErrorCode::from(e), format!("user {user_id}: {e}")))?;
         self.save_gallery(&next)?;
         self.gallery = next;
         Ok(())
@@ -239,14 +267,23 @@ impl Device {
         now_ms: u64,
     ) -> Result<VerifyOutcome, (ErrorCode, String)> {
         if let Err(locked) = self.lockout.check(now_ms) {
-            return Err((ErrorCode::LockedOut, format!("locked out for {} ms", locked.remaining_ms)));
+            return Err((
+                ErrorCode::LockedOut,
+                format!("locked out for {} ms", locked.remaining_ms),
+            ));
         }
         if !self.has_user(user_id) {
             return Err((ErrorCode::UnknownUser, format!("user {user_id}")));
         }
-        let embedding = self.embed(image, landmarks).map_err(|e| (ErrorCode::BadImage, e.to_string()))?;
-        let probe = Template::<DIM>::from_embedding(&embedding).map_err(|e| (ErrorCode::from(e), e.to_string()))?;
-        let score = self.gallery.verify(user_id, &probe).map_err(|e| (ErrorCode::from(e), e.to_string()))?;
+        let embedding = self
+            .embed(image, landmarks)
+            .map_err(|e| (ErrorCode::BadImage, e.to_string()))?;
+        let probe = Template::<DIM>::from_embedding(&embedding)
+            .map_err(|e| (ErrorCode::from(e), e.to_string()))?;
+        let score = self
+            .gallery
+            .verify(user_id, &probe)
+            .map_err(|e| (ErrorCode::from(e), e.to_string()))?;
         let accepted = self.policy.accepts(score);
 
         // The failure is on disk before the answer goes out, so a kill cannot erase it.

@@ -122,13 +122,22 @@ mod tests {
     fn chunks_reassemble_in_order_and_refuse_gaps() {
         let mut e = Enrollment::new(7, "ada", 2, false);
         assert!(e.add_chunk(0, 0, false, None, b"abc").unwrap().is_none());
-        assert!(matches!(e.add_chunk(0, 5, true, None, b"x"), Err(ChunkRefusal::OutOfOrder(_))));
-        assert!(matches!(e.add_chunk(1, 0, true, None, b"x"), Err(ChunkRefusal::OutOfOrder(_))));
+        assert!(matches!(
+            e.add_chunk(0, 5, true, None, b"x"),
+            Err(ChunkRefusal::OutOfOrder(_))
+        ));
+        assert!(matches!(
+            e.add_chunk(1, 0, true, None, b"x"),
+            Err(ChunkRefusal::OutOfOrder(_))
+        ));
         let image = e.add_chunk(0, 3, true, None, b"def").unwrap().unwrap();
         assert_eq!((image.index, image.bytes.as_slice()), (0, &b"abcdef"[..]));
         e.embeddings.push(vec![1.0]);
         assert_eq!(e.next_image(), 1);
         let big = vec![0u8; MAX_ENROLL_IMAGE_LEN + 1];
-        assert_eq!(e.add_chunk(1, 0, true, None, &big).unwrap_err(), ChunkRefusal::TooLarge);
+        assert_eq!(
+            e.add_chunk(1, 0, true, None, &big).unwrap_err(),
+            ChunkRefusal::TooLarge
+        );
     }
 }

@@ -31,7 +31,10 @@ impl FromStr for LockSpec {
     type Err = Error;
 
     fn from_str(spec: &str) -> Result<Self> {
-        let bad = |message: &str| Error::Lock { spec: spec.into(), message: message.into() };
+        let bad = |message: &str| Error::Lock {
+            spec: spec.into(),
+            message: message.into(),
+        };
         if spec == "none" {
             return Ok(LockSpec::None);
         }
@@ -44,11 +47,17 @@ impl FromStr for LockSpec {
         let (chip, line) = spec
             .rsplit_once(':')
             .ok_or_else(|| bad("expected <gpiochip>:<line>, file:<path> or none"))?;
-        let line = line.parse::<u32>().map_err(|_| bad("the line after ':' is not a number"))?;
+        let line = line
+            .parse::<u32>()
+            .map_err(|_| bad("the line after ':' is not a number"))?;
         if chip.is_empty() {
             return Err(bad("the gpio chip name is empty"));
         }
-        let chip = if chip.contains('/') { PathBuf::from(chip) } else { PathBuf::from("/dev").join(chip) };
+        let chip = if chip.contains('/') {
+            PathBuf::from(chip)
+        } else {
+            PathBuf::from("/dev").join(chip)
+        };
         Ok(LockSpec::Gpio { chip, line })
     }
 }
@@ -93,13 +102,17 @@ impl BoardPin {
                     .and_then(|mut c| c.get_line(*line))
                     .and_then(|l| l.request(LineRequestFlags::OUTPUT, 0, "facelockd"))
                     .map_err(|e| fail(&e))?;
-                CdevPin::new(handle).map(BoardPin::Cdev).map_err(|e| fail(&e))
+                CdevPin::new(handle)
+                    .map(BoardPin::Cdev)
+                    .map_err(|e| fail(&e))
             }
         }
     }
 
     fn write_transition(file: &mut File, state: &str) -> Result<(), PinError> {
-        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
         writeln!(file, "{ms} {state}")
             .and_then(|()| file.flush())
             .map_err(|e| PinError(e.to_string()))
@@ -141,7 +154,11 @@ impl<P: OutputPin> Lock<P> {
         if let Err(e) = pin.set_low() {
             tracing::error!(error = ?e, "lock output: releasing at start failed");
         }
-        Lock { pin, pulse, release_at: None }
+        Lock {
+            pin,
+            pulse,
+            release_at: None,
+        }
     }
 
     /// Energises the lock until `now + pulse` (extending a pulse already running).
@@ -252,9 +269,15 @@ mod tests {
         assert_eq!("none".parse::<LockSpec>().unwrap(), LockSpec::None);
         assert_eq!(
             "gpiochip0:17".parse::<LockSpec>().unwrap(),
-            LockSpec::Gpio { chip: "/dev/gpiochip0".into(), line: 17 }
+            LockSpec::Gpio {
+                chip: "/dev/gpiochip0".into(),
+                line: 17
+            }
         );
-        assert_eq!("file:/tmp/x".parse::<LockSpec>().unwrap(), LockSpec::File("/tmp/x".into()));
+        assert_eq!(
+            "file:/tmp/x".parse::<LockSpec>().unwrap(),
+            LockSpec::File("/tmp/x".into())
+        );
         let err = "gpiochip0:x".parse::<LockSpec>().unwrap_err().to_string();
         assert!(err.contains("gpiochip0:x"), "{err}");
         assert!("file:".parse::<LockSpec>().is_err());

@@ -10,9 +10,9 @@ use facelock_firmware::device::Device;
 use facelock_firmware::lock::{self, BoardPin, Lock, LockSpec};
 use facelock_firmware::model::FaceModel;
 use facelock_firmware::pipeline::DEFAULT_CROP_FRACTION;
-use facelock_shared::decision::Policy;
 use facelock_firmware::serial::SerialLink;
 use facelock_firmware::server::Server;
+use facelock_shared::decision::Policy;
 
 /// Offline face unlock daemon: verifies faces sent over a serial link and pulses the lock.
 #[derive(Debug, Parser)]
@@ -54,7 +54,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     let threshold = config
         .threshold
         .or(model.meta().threshold_far_1e3)
-        .context("no threshold: the model has no facelock.threshold.far_1e-3 and the config none")?;
+        .context(
+            "no threshold: the model has no facelock.threshold.far_1e-3 and the config none",
+        )?;
     let mut policy = Policy::new(threshold);
     policy.max_failures = config.max_failures.unwrap_or(policy.max_failures);
     policy.lockout_ms = config.lockout_ms.unwrap_or(policy.lockout_ms);
@@ -71,7 +73,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut link = SerialLink::open(&args.serial, baud)?;
     tracing::info!(serial = %args.serial, threshold, "serving");
     let mut server = Server::new(device, lock);
-    server.serve(&mut link, lock::stop_requested).context("serial link failed")?;
+    server
+        .serve(&mut link, lock::stop_requested)
+        .context("serial link failed")?;
     tracing::info!("stopped; lock released");
     Ok(())
 }

@@ -38,7 +38,10 @@ pub struct ModelMeta {
 impl ModelMeta {
     /// Parses the metadata map of an ONNX model; `path` only names the file in errors.
     pub fn from_props(path: &Path, props: &HashMap<String, String>) -> Result<Self> {
-        let bad = |message: String| Error::ModelMetadata { path: path.to_owned(), message };
+        let bad = |message: String| Error::ModelMetadata {
+            path: path.to_owned(),
+            message,
+        };
         let get = |key: &str| -> Result<&str> {
             props
                 .get(key)
@@ -51,15 +54,23 @@ impl ModelMeta {
                 .parse::<usize>()
                 .ok()
                 .filter(|&n| n > 0)
-                .ok_or_else(|| bad(format!("metadata '{key}' = '{text}' is not a positive integer")))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "metadata '{key}' = '{text}' is not a positive integer"
+                    ))
+                })
         };
         let triple = |key: &str| -> Result<[f32; 3]> {
             let text = get(key)?;
-            let values: Vec<f32> =
-                text.split(',').filter_map(|part| part.trim().parse::<f32>().ok()).collect();
+            let values: Vec<f32> = text
+                .split(',')
+                .filter_map(|part| part.trim().parse::<f32>().ok())
+                .collect();
             match values[..] {
                 [a, b, c] if values.iter().all(|v| v.is_finite()) => Ok([a, b, c]),
-                _ => Err(bad(format!("metadata '{key}' = '{text}' is not three numbers"))),
+                _ => Err(bad(format!(
+                    "metadata '{key}' = '{text}' is not three numbers"
+                ))),
             }
         };
         let threshold = |key: &str| -> Result<Option<f32>> {
@@ -67,29 +78,40 @@ impl ModelMeta {
                 None => Ok(None),
                 Some(text) => match text.trim().parse::<f32>() {
                     Ok(v) if (-1.0..=1.0).contains(&v) => Ok(Some(v)),
-                    _ => Err(bad(format!("metadata '{key}' = '{text}' is not a cosine in [-1, 1]"))),
+                    _ => Err(bad(format!(
+                        "metadata '{key}' = '{text}' is not a cosine in [-1, 1]"
+                    ))),
                 },
             }
         };
 
         let version = get(keys::FORMAT_VERSION)?;
         if version.trim() != "1" {
-            return Err(bad(format!("metadata format version '{version}' is not supported (want 1)")));
+            return Err(bad(format!(
+                "metadata format version '{version}' is not supported (want 1)"
+            )));
         }
         let layout = get(keys::LAYOUT)?;
         if layout != "NCHW" {
-            return Err(bad(format!("input layout '{layout}' is not supported (want NCHW)")));
+            return Err(bad(format!(
+                "input layout '{layout}' is not supported (want NCHW)"
+            )));
         }
         let color = get(keys::COLOR)?;
         if color != "RGB" {
-            return Err(bad(format!("input colour order '{color}' is not supported (want RGB)")));
+            return Err(bad(format!(
+                "input colour order '{color}' is not supported (want RGB)"
+            )));
         }
         let id_text = get(keys::MODEL_ID)?;
         let model_id = keys::parse_model_id(id_text)
             .ok_or_else(|| bad(format!("model id '{id_text}' is not 16 hex digits")))?;
         let std = triple(keys::STD)?;
-        if std.iter().any(|&s| s == 0.0) {
-            return Err(bad(format!("metadata '{}' contains a zero divisor", keys::STD)));
+        if std.contains(&0.0) {
+            return Err(bad(format!(
+                "metadata '{}' contains a zero divisor",
+                keys::STD
+            )));
         }
 
         Ok(ModelMeta {
@@ -134,7 +156,9 @@ impl FaceModel {
             message: format!("{e:#}"),
         };
         let onnx = tract_onnx::onnx();
-        let proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(tract_error)?;
+        let proto = onnx
+            .proto_model_for_read(&mut &bytes[..])
+            .map_err(tract_error)?;
         let props: HashMap<String, String> = proto
             .metadata_props
             .iter()
@@ -151,7 +175,11 @@ impl FaceModel {
             .and_then(|model| model.into_optimized())
             .and_then(|model| model.into_runnable())
             .map_err(tract_error)?;
-        let model = FaceModel { meta, path: path.to_owned(), plan };
+        let model = FaceModel {
+            meta,
+            path: path.to_owned(),
+            plan,
+        };
 
         // One run now, so that a model whose output does not match its metadata fails at start.
         model.embed(&vec![0.0; model.meta.input_len()])?;
@@ -174,7 +202,11 @@ impl FaceModel {
     pub fn embed(&self, chw: &[f32]) -> Result<Vec<f32>> {
         let expected = self.meta.input_len();
         if chw.len() != expected {
-            return Err(Error::Shape { what: "model input", got: chw.len(), expected });
+            return Err(Error::Shape {
+                what: "model input",
+                got: chw.len(),
+                expected,
+            });
         }
         let (h, w) = (self.meta.input_height, self.meta.input_width);
         let input = Tensor::from_shape(&[1, 3, h, w], chw)

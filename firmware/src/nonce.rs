@@ -47,7 +47,11 @@ impl AuthState {
 
     /// Checks a response: `verify(nonce)` says whether it matches the outstanding nonce.
     /// The challenge is consumed whatever the outcome, so a response cannot be replayed.
-    pub fn answer(&mut self, now: Instant, verify: impl FnOnce(&[u8; NONCE_LEN]) -> bool) -> Result<(), AuthRefusal> {
+    pub fn answer(
+        &mut self,
+        now: Instant,
+        verify: impl FnOnce(&[u8; NONCE_LEN]) -> bool,
+    ) -> Result<(), AuthRefusal> {
         if let Some(until) = self.blocked_until.filter(|&until| now < until) {
             return Err(AuthRefusal::RateLimited(until - now));
         }
@@ -63,7 +67,8 @@ impl AuthState {
         } else {
             // 1 s after the first failure, doubling, capped at 5 minutes.
             self.failures += 1;
-            let wait = Duration::from_secs(1u64 << self.failures.min(8).saturating_sub(1)).min(Duration::from_secs(300));
+            let wait = Duration::from_secs(1u64 << self.failures.min(8).saturating_sub(1))
+                .min(Duration::from_secs(300));
             self.blocked_until = Some(now + wait);
             self.session_until = None;
             Err(AuthRefusal::BadResponse)
@@ -99,17 +104,27 @@ mod tests {
 
         // Only the latest nonce is answerable, once.
         assert_eq!(auth.answer(t0, |n| *n == a), Err(AuthRefusal::BadResponse));
-        assert_eq!(auth.answer(t0, |_| true), Err(AuthRefusal::RateLimited(Duration::from_secs(1))));
+        assert_eq!(
+            auth.answer(t0, |_| true),
+            Err(AuthRefusal::RateLimited(Duration::from_secs(1)))
+        );
         let t1 = t0 + Duration::from_secs(1);
         assert_eq!(auth.answer(t1, |_| true), Err(AuthRefusal::NoChallenge));
         let c = auth.issue(t1).unwrap();
         assert_eq!(auth.answer(t1, |n| *n == c), Ok(()));
         assert!(auth.is_admin(t1));
-        assert_eq!(auth.answer(t1, |n| *n == c), Err(AuthRefusal::NoChallenge), "replay");
+        assert_eq!(
+            auth.answer(t1, |n| *n == c),
+            Err(AuthRefusal::NoChallenge),
+            "replay"
+        );
 
         // Expired challenges and sessions.
         auth.issue(t1).unwrap();
-        assert_eq!(auth.answer(t1 + CHALLENGE_TTL * 2, |_| true), Err(AuthRefusal::NoChallenge));
+        assert_eq!(
+            auth.answer(t1 + CHALLENGE_TTL * 2, |_| true),
+            Err(AuthRefusal::NoChallenge)
+        );
         assert!(!auth.is_admin(t1 + SESSION_TTL * 2));
     }
 }

@@ -18,8 +18,13 @@ pub type Landmarks = [[f32; 2]; 5];
 pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
     let format = image::guess_format(bytes)
         .map_err(|_| Error::Image("payload is not a JPEG, PNG or PNM image".into()))?;
-    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Pnm) {
-        return Err(Error::Image(format!("{format:?} images are not accepted (JPEG, PNG, PNM)")));
+    if !matches!(
+        format,
+        ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Pnm
+    ) {
+        return Err(Error::Image(format!(
+            "{format:?} images are not accepted (JPEG, PNG, PNM)"
+        )));
     }
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
@@ -27,7 +32,9 @@ pub fn decode_image(bytes: &[u8]) -> Result<RgbImage> {
     limits.max_alloc = Some(64 << 20);
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(limits);
-    let image = reader.decode().map_err(|e| Error::Image(format!("{format:?} decode: {e}")))?;
+    let image = reader
+        .decode()
+        .map_err(|e| Error::Image(format!("{format:?} decode: {e}")))?;
     Ok(image.to_rgb8())
 }
 
@@ -54,7 +61,10 @@ pub fn align_chw(
         Some(points) => align::landmark_transform(points).map_err(bad)?,
         None => align::center_crop_transform(w, h, crop_fraction).map_err(bad)?,
     };
-    let normalisation = align::Normalisation { mean: meta.mean, std: meta.std };
+    let normalisation = align::Normalisation {
+        mean: meta.mean,
+        std: meta.std,
+    };
     let mut chw = vec![0.0f32; align::ALIGNED_LEN];
     align::warp_normalised(&view, &transform, &normalisation, false, &mut chw).map_err(bad)?;
     Ok(chw)
@@ -74,13 +84,17 @@ pub fn embed_image(
             .iter()
             .any(|p| !(0.0..w as f32).contains(&p[0]) || !(0.0..h as f32).contains(&p[1]));
         if outside {
-            return Err(Error::Image(format!("a landmark lies outside the {w}x{h} image")));
+            return Err(Error::Image(format!(
+                "a landmark lies outside the {w}x{h} image"
+            )));
         }
     }
     let chw = align_chw(&image, landmarks, crop_fraction, model.meta())?;
     let embedding = model.embed(&chw)?;
     if embedding.iter().any(|v| !v.is_finite()) {
-        return Err(Error::Inference("the model gave a non-finite embedding".into()));
+        return Err(Error::Inference(
+            "the model gave a non-finite embedding".into(),
+        ));
     }
     Ok(embedding)
 }

@@ -44,7 +44,10 @@ impl SerialLink {
     /// Opens `path` at `baud`; if the driver refuses the line settings (as pseudo-terminals
     /// do for some baud rates), opens it as a raw terminal instead.
     pub fn open(path: &str, baud: u32) -> Result<Self> {
-        match serialport::new(path, baud).timeout(READ_TIMEOUT).open_native() {
+        match serialport::new(path, baud)
+            .timeout(READ_TIMEOUT)
+            .open_native()
+        {
             Ok(port) => {
                 tracing::info!(serial = path, baud, "serial port open");
                 Ok(SerialLink::Uart(port))
@@ -56,7 +59,10 @@ impl SerialLink {
                     .write(true)
                     .custom_flags(libc::O_NOCTTY)
                     .open(path)
-                    .map_err(|e| Error::Serial { path: path.into(), message: e.to_string() })?;
+                    .map_err(|e| Error::Serial {
+                        path: path.into(),
+                        message: e.to_string(),
+                    })?;
                 make_raw(&file).map_err(|e| Error::Serial {
                     path: path.into(),
                     message: format!("not a terminal ({e}); serialport said: {uart_error}"),
@@ -76,7 +82,12 @@ impl Read for SerialLink {
             SerialLink::Raw(file) => file.read(buf),
         };
         match result {
-            Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
                 Ok(0)
             }
             other => other,

@@ -35,8 +35,12 @@ pub struct Server<P: OutputPin> {
 
 /// A response body owning its strings, turned into a borrowed [`Response`] for encoding.
 enum Reply {
-    Plain(Response<'static>),
-    List { total: u32, entries: Vec<(u32, String, u16)>, more: bool },
+    Plain(Box<Response<'static>>),
+    List {
+        total: u32,
+        entries: Vec<(u32, String, u16)>,
+        more: bool,
+    },
     Error(Failure),
 }
 
@@ -60,7 +64,11 @@ impl<P: OutputPin> Server<P> {
 
     /// Serves `link` until `stop()` is true or the link fails; the lock is released on return.
     /// Reads must time out regularly (returning `Ok(0)`) so `stop` and the lock pulse are polled.
-    pub fn serve<L: Read + Write>(&mut self, link: &mut L, stop: impl Fn() -> bool) -> io::Result<()> {
+    pub fn serve<L: Read + Write>(
+        &mut self,
+        link: &mut L,
+        stop: impl Fn() -> bool,
+    ) -> io::Result<()> {
         let mut decoder = Box::new(FrameDecoder::<MAX_FRAME_LEN>::new());
         let mut input = vec![0u8; 4096];
         let mut output = vec![0u8; MAX_FRAME_LEN];
@@ -104,22 +112,43 @@ impl<P: OutputPin> Server<P> {
         result
     }
 
-    fn send<L: Write>(&self, link: &mut L, buf: &mut [u8], seq: u32, reply: Reply) -> io::Result<()> {
+    fn send<L: Write>(
+        &self,
+        link: &mut L,
+        buf: &mut [u8],
+        seq: u32,
+        reply: Reply,
+    ) -> io::Result<()> {
         let mut detail_text = String::new();
         let list_entries: heapless::Vec<UserEntry<'_>, LIST_PAGE_LEN>;
         let response = match &reply {
-            Reply::Plain(response) => response.clone(),
-            Reply::List { total, entries, more } => {
+            Reply::Plain(response) => (**response).clone(),
+            Reply::List {
+                total,
+                entries,
+                more,
+            } => {
                 list_entries = entries
                     .iter()
-                    .map(|(user_id, name, samples)| UserEntry { user_id: *user_id, name, samples: *samples })
+                    .map(|(user_id, name, samples)| UserEntry {
+                        user_id: *user_id,
+                        name,
+                        samples: *samples,
+                    })
                     .collect();
-                Response::UserList { total: *total, entries: list_entries, more: *more }
+                Response::UserList {
+                    total: *total,
+                    entries: list_entries,
+                    more: *more,
+                }
             }
             Reply::Error((code, detail)) => {
                 tracing::debug!(code = code.number(), detail, "request failed");
                 detail_text.push_str(truncate(detail, MAX_DETAIL_LEN));
-                Response::Error { code: *code, detail: &detail_text }
+                Response::Error {
+                    code: *code,
+                    detail: &detail_text,
+                }
             }
         };
         let bytes = frame::encode(&Envelope::new(seq, response), buf)
@@ -133,7 +162,10 @@ impl<P: OutputPin> Server<P> {
         if envelope.version != PROTOCOL_VERSION {
             return Reply::Error(fail(
                 ErrorCode::UnsupportedVersion,
-                format!("version {} (board speaks {PROTOCOL_VERSION})", envelope.version),
+                format!(
+                    "version {} (board speaks {PROTOCOL_VERSION})",
+                    envelope.version
+                ),
             ));
         }
         let now = Instant::now();
@@ -141,20 +173,37 @@ impl<P: OutputPin> Server<P> {
             Request::Hello => Ok(self.hello()),
             Request::AuthChallenge => self.challenge(now),
             Request::AuthResponse { mac } => self.authenticate(now, mac),
-            Request::EnrollBegin { user_id, name, image_count, replace } => {
-                self.require_admin(now).and_then(|()| self.enroll_begin(*user_id, name, *image_count, *replace))
-            }
-            Request::EnrollChunk { image_index, offset, last, landmarks, bytes } => self
+            Request::EnrollBegin {
+                user_id,
+                name,
+                image_count,
+                replace,
+            } => self
                 .require_admin(now)
-                .and_then(|()| self.enroll_chunk(*image_index, *offset, *last, landmarks.as_ref(), bytes)),
+                .and_then(|()| self.enroll_begin(*user_id, name, *image_count, *replace)),
+            Request::EnrollChunk {
+                image_index,
+                offset,
+                last,
+                landmarks,
+                bytes,
+            } => self.require_admin(now).and_then(|()| {
+                self.enroll_chunk(*image_index, *offset, *last, landmarks.as_ref(), bytes)
+            }),
             Request::EnrollCommit => self.require_admin(now).and_then(|()| self.enroll_commit()),
-            Request::Verify { user_id, landmarks, image } => self.verify(*user_id, landmarks.as_ref(), image),
+            Request::Verify {
+                user_id,
+                landmarks,
+                image,
+            } => self.verify(*user_id, landmarks.as_ref(), image),
             Request::List { start } => return self.list(*start),
-            Request::Delete { user_id } => self.require_admin(now).and_then(|()| self.delete(*user_id)),
+            Request::Delete { user_id } => {
+                self.require_admin(now).and_then(|()| self.delete(*user_id))
+            }
             Request::Stats => Ok(Response::Stats(self.stats())),
         };
         match result {
-            Ok(response) => Reply::Plain(response),
+            Ok(response) => Reply::Plain(Box::new(response)),
             Err(failure) => Reply::Error(failure),
         }
     }
@@ -190,9 +239,10 @@ impl<P: OutputPin> Server<P> {
                 ErrorCode::RateLimited,
                 format!("auth blocked for {} ms after failures", wait.as_millis()),
             )),
-            Err(AuthRefusal::NoChallenge) => {
-                Err(fail(ErrorCode::AuthFailed, "no open challenge (used, expired or never issued)"))
-            }
+            Err(AuthRefusal::NoChallenge) => Err(fail(
+                ErrorCode::AuthFailed,
+                "no open challenge (used, expired or never issued)",
+            )),
             Err(AuthRefusal::BadResponse) => {
                 tracing::warn!("admin authentication failed");
                 Err(fail(ErrorCode::AuthFailed, "wrong response"))
@@ -204,24 +254,45 @@ impl<P: OutputPin> Server<P> {
         if self.auth.is_admin(now) {
             Ok(())
         } else {
-            Err(fail(ErrorCode::AuthRequired, "authenticate first (AuthChallenge, AuthResponse)"))
+            Err(fail(
+                ErrorCode::AuthRequired,
+                "authenticate first (AuthChallenge, AuthResponse)",
+            ))
         }
     }
 
-    fn enroll_begin(&mut self, user_id: u32, name: &str, image_count: u8, replace: bool) -> Result<Response<'static>, Failure> {
+    fn enroll_begin(
+        &mut self,
+        user_id: u32,
+        name: &str,
+        image_count: u8,
+        replace: bool,
+    ) -> Result<Response<'static>, Failure> {
         self.enrollment = None;
         if name.len() > MAX_NAME_LEN {
-            return Err(fail(ErrorCode::InvalidArgument, format!("name is {} bytes, max {MAX_NAME_LEN}", name.len())));
+            return Err(fail(
+                ErrorCode::InvalidArgument,
+                format!("name is {} bytes, max {MAX_NAME_LEN}", name.len()),
+            ));
         }
         if image_count == 0 {
-            return Err(fail(ErrorCode::InvalidArgument, "image_count must be at least 1"));
+            return Err(fail(
+                ErrorCode::InvalidArgument,
+                "image_count must be at least 1",
+            ));
         }
         let exists = self.device.has_user(user_id);
         if exists && !replace {
-            return Err(fail(ErrorCode::DuplicateUser, format!("user {user_id} exists")));
+            return Err(fail(
+                ErrorCode::DuplicateUser,
+                format!("user {user_id} exists"),
+            ));
         }
         if !exists && self.device.enrolled() >= self.device.capacity() {
-            return Err(fail(ErrorCode::GalleryFull, format!("{} users", self.device.capacity())));
+            return Err(fail(
+                ErrorCode::GalleryFull,
+                format!("{} users", self.device.capacity()),
+            ));
         }
         self.enrollment = Some(Enrollment::new(user_id, name, image_count, replace));
         Ok(Response::EnrollReady)
@@ -242,10 +313,15 @@ impl<P: OutputPin> Server<P> {
         let landmarks = landmarks.map(pipeline::landmarks_from_wire);
         let complete = match enrollment.add_chunk(image_index, offset, last, landmarks, bytes) {
             Ok(complete) => complete,
-            Err(ChunkRefusal::OutOfOrder(detail)) => return Err(fail(ErrorCode::SequenceError, detail)),
+            Err(ChunkRefusal::OutOfOrder(detail)) => {
+                return Err(fail(ErrorCode::SequenceError, detail))
+            }
             Err(ChunkRefusal::TooLarge) => {
                 self.enrollment = None;
-                return Err(fail(ErrorCode::PayloadTooLarge, "enrollment image too large; enrollment dropped"));
+                return Err(fail(
+                    ErrorCode::PayloadTooLarge,
+                    "enrollment image too large; enrollment dropped",
+                ));
             }
         };
         let Some(image) = complete else {
@@ -259,11 +335,18 @@ impl<P: OutputPin> Server<P> {
         match self.device.embed(&image.bytes, image.landmarks.as_ref()) {
             Ok(embedding) => {
                 enrollment.embeddings.push(embedding);
-                Ok(Response::EnrollProgress { image_index, received, image_done: true })
+                Ok(Response::EnrollProgress {
+                    image_index,
+                    received,
+                    image_done: true,
+                })
             }
             Err(e) => {
                 // The image is refused; the host may send image `image_index` again.
-                Err(fail(ErrorCode::BadImage, format!("image {}: {e}", image.index)))
+                Err(fail(
+                    ErrorCode::BadImage,
+                    format!("image {}: {e}", image.index),
+                ))
             }
         }
     }
@@ -272,7 +355,12 @@ impl<P: OutputPin> Server<P> {
         let enrollment = self
             .enrollment
             .take_if(|e| e.is_complete())
-            .ok_or_else(|| fail(ErrorCode::SequenceError, "EnrollCommit before all images were received"))?;
+            .ok_or_else(|| {
+                fail(
+                    ErrorCode::SequenceError,
+                    "EnrollCommit before all images were received",
+                )
+            })?;
         let samples = enrollment.embeddings.len() as u16;
         let user_id = enrollment.user_id;
         self.device.enroll(&enrollment)?;
@@ -280,13 +368,29 @@ impl<P: OutputPin> Server<P> {
         Ok(Response::Enrolled { user_id, samples })
     }
 
-    fn verify(&mut self, user_id: u32, landmarks: Option<&[f32; 10]>, image: &[u8]) -> Result<Response<'static>, Failure> {
+    fn verify(
+        &mut self,
+        user_id: u32,
+        landmarks: Option<&[f32; 10]>,
+        image: &[u8],
+    ) -> Result<Response<'static>, Failure> {
         if image.len() > MAX_IMAGE_LEN {
-            return Err(fail(ErrorCode::PayloadTooLarge, format!("{} bytes, max {MAX_IMAGE_LEN}", image.len())));
+            return Err(fail(
+                ErrorCode::PayloadTooLarge,
+                format!("{} bytes, max {MAX_IMAGE_LEN}", image.len()),
+            ));
         }
         let landmarks = landmarks.map(pipeline::landmarks_from_wire);
-        let outcome = self.device.verify(user_id, image, landmarks.as_ref(), now_ms())?;
-        let VerifyOutcome { score, accepted, failures, locked_out_ms, lockout_started } = outcome;
+        let outcome = self
+            .device
+            .verify(user_id, image, landmarks.as_ref(), now_ms())?;
+        let VerifyOutcome {
+            score,
+            accepted,
+            failures,
+            locked_out_ms,
+            lockout_started,
+        } = outcome;
         self.counters.verifies += 1;
         if accepted {
             self.counters.accepts += 1;
@@ -298,15 +402,29 @@ impl<P: OutputPin> Server<P> {
             self.counters.lockouts += 1;
         }
         tracing::info!(user_id, score, accepted, failures, "verify");
-        Ok(Response::Verified { user_id, score, accepted, failures, locked_out_ms })
+        Ok(Response::Verified {
+            user_id,
+            score,
+            accepted,
+            failures,
+            locked_out_ms,
+        })
     }
 
     fn list(&self, start: u32) -> Reply {
         let users = self.device.users();
         let total = users.len() as u32;
-        let entries: Vec<_> = users.into_iter().skip(start as usize).take(LIST_PAGE_LEN).collect();
+        let entries: Vec<_> = users
+            .into_iter()
+            .skip(start as usize)
+            .take(LIST_PAGE_LEN)
+            .collect();
         let more = (start as usize).saturating_add(entries.len()) < total as usize;
-        Reply::List { total, entries, more }
+        Reply::List {
+            total,
+            entries,
+            more,
+        }
     }
 
     fn delete(&mut self, user_id: u32) -> Result<Response<'static>, Failure> {

@@ -34,7 +34,10 @@ pub struct FileStore {
 impl FileStore {
     /// A store at `path`; `what` names it in logs and errors ("gallery", "lockout state").
     pub fn new(path: impl Into<PathBuf>, what: &'static str) -> Self {
-        FileStore { path: path.into(), what }
+        FileStore {
+            path: path.into(),
+            what,
+        }
     }
 
     /// The file this store owns.
@@ -82,15 +85,27 @@ impl FileStore {
 
     /// Renames the current file to `<name>.corrupt-<unix seconds>` (with a counter if taken).
     fn quarantine(&self) -> Result<PathBuf> {
-        let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let base = self.path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        let mut kept_as = self.path.with_file_name(format!("{base}.corrupt-{seconds}"));
+        let seconds = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let base = self
+            .path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let mut kept_as = self
+            .path
+            .with_file_name(format!("{base}.corrupt-{seconds}"));
         let mut counter = 1;
         while kept_as.exists() {
-            kept_as = self.path.with_file_name(format!("{base}.corrupt-{seconds}.{counter}"));
+            kept_as = self
+                .path
+                .with_file_name(format!("{base}.corrupt-{seconds}.{counter}"));
             counter += 1;
         }
-        fs::rename(&self.path, &kept_as).map_err(|e| Error::io("renaming corrupt", &self.path, e))?;
+        fs::rename(&self.path, &kept_as)
+            .map_err(|e| Error::io("renaming corrupt", &self.path, e))?;
         sync_directory(&self.directory())?;
         Ok(kept_as)
     }
@@ -121,7 +136,8 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
         .truncate(true)
         .open(path)
         .map_err(|e| Error::io("creating", path, e))?;
-    file.write_all(bytes).map_err(|e| Error::io("writing", path, e))?;
+    file.write_all(bytes)
+        .map_err(|e| Error::io("writing", path, e))?;
     file.sync_all().map_err(|e| Error::io("syncing", path, e))
 }
 

@@ -93,7 +93,12 @@ fn ints_attribute(name: &str, values: &[i64]) -> pb::AttributeProto {
     }
 }
 
-fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<pb::AttributeProto>) -> pb::NodeProto {
+fn node(
+    op: &str,
+    inputs: &[&str],
+    output: &str,
+    attribute: Vec<pb::AttributeProto>,
+) -> pb::NodeProto {
     pb::NodeProto {
         op_type: op.into(),
         name: output.into(),
@@ -140,8 +145,9 @@ pub fn test_model_bytes(model_id: u64, metadata: &[(String, String)]) -> Vec<u8>
         .collect();
     let side = TEST_INPUT / CONV_KERNEL;
     let flat = CONV_CHANNELS * side * side;
-    let gemm_w: Vec<f32> =
-        (0..flat * TEST_DIM).map(|_| rng.symmetric() / (flat as f32).sqrt()).collect();
+    let gemm_w: Vec<f32> = (0..flat * TEST_DIM)
+        .map(|_| rng.symmetric() / (flat as f32).sqrt())
+        .collect();
     let k = CONV_KERNEL as i64;
 
     let graph = pb::GraphProto {
@@ -151,7 +157,10 @@ pub fn test_model_bytes(model_id: u64, metadata: &[(String, String)]) -> Vec<u8>
                 "Conv",
                 &["input", "conv_w", "conv_b"],
                 "conv",
-                vec![ints_attribute("kernel_shape", &[k, k]), ints_attribute("strides", &[k, k])],
+                vec![
+                    ints_attribute("kernel_shape", &[k, k]),
+                    ints_attribute("strides", &[k, k]),
+                ],
             ),
             node("Flatten", &["conv"], "flat", vec![]),
             node("Gemm", &["flat", "gemm_w", "gemm_b"], "embedding", vec![]),
@@ -162,18 +171,27 @@ pub fn test_model_bytes(model_id: u64, metadata: &[(String, String)]) -> Vec<u8>
             tensor("gemm_w", &[flat as i64, TEST_DIM as i64], gemm_w),
             tensor("gemm_b", &[TEST_DIM as i64], vec![0.0; TEST_DIM]),
         ],
-        input: vec![value_info("input", &[1, 3, TEST_INPUT as i64, TEST_INPUT as i64])],
+        input: vec![value_info(
+            "input",
+            &[1, 3, TEST_INPUT as i64, TEST_INPUT as i64],
+        )],
         output: vec![value_info("embedding", &[1, TEST_DIM as i64])],
         ..Default::default()
     };
     let model = pb::ModelProto {
         ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
         producer_name: "facelock-firmware test-support".into(),
         graph: Some(graph),
         metadata_props: metadata
             .iter()
-            .map(|(key, value)| pb::StringStringEntryProto { key: key.clone(), value: value.clone() })
+            .map(|(key, value)| pb::StringStringEntryProto {
+                key: key.clone(),
+                value: value.clone(),
+            })
             .collect(),
         ..Default::default()
     };
@@ -192,7 +210,9 @@ impl DrawnFace {
     /// The image encoded as PNG (about 60 KB: larger than one frame, use for chunked enrollment).
     pub fn png(&self) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
-        self.image.write_to(&mut out, image::ImageFormat::Png).expect("PNG encoding to memory");
+        self.image
+            .write_to(&mut out, image::ImageFormat::Png)
+            .expect("PNG encoding to memory");
         out.into_inner()
     }
 
@@ -211,7 +231,13 @@ impl DrawnFace {
 pub fn draw_face(person: u64, shot: u64) -> DrawnFace {
     let mut identity = Xorshift::new(person.wrapping_add(0x51ed));
     let mut variation = Xorshift::new(person.wrapping_mul(7919).wrapping_add(shot).wrapping_add(1));
-    let colour = |rng: &mut Xorshift| [rng.below(256) as u8, rng.below(256) as u8, rng.below(256) as u8];
+    let colour = |rng: &mut Xorshift| {
+        [
+            rng.below(256) as u8,
+            rng.below(256) as u8,
+            rng.below(256) as u8,
+        ]
+    };
     let background = colour(&mut identity);
     let skin = colour(&mut identity);
     let hair = colour(&mut identity);
@@ -233,7 +259,8 @@ pub fn draw_face(person: u64, shot: u64) -> DrawnFace {
     let left_mouth = (cx - mouth_w, mouth_y + jitter_y);
     let right_mouth = (cx + mouth_w, mouth_y + jitter_y);
 
-    let near = |x: f32, y: f32, p: (f32, f32), r: f32| (x - p.0).powi(2) + (y - p.1).powi(2) < r * r;
+    let near =
+        |x: f32, y: f32, p: (f32, f32), r: f32| (x - p.0).powi(2) + (y - p.1).powi(2) < r * r;
     let image = image::RgbImage::from_fn(150, 150, |px, py| {
         let (x, y) = (px as f32, py as f32);
         let inside_face = ((x - cx) / face_w).powi(2) + ((y - cy) / face_h).powi(2) < 1.0;
@@ -256,7 +283,10 @@ pub fn draw_face(person: u64, shot: u64) -> DrawnFace {
         }
         image::Rgb(rgb)
     });
-    DrawnFace { image, landmarks: [left_eye, right_eye, nose, left_mouth, right_mouth] }
+    DrawnFace {
+        image,
+        landmarks: [left_eye, right_eye, nose, left_mouth, right_mouth],
+    }
 }
 
 /// A pseudo-terminal pair: the controlling side as a file, and the device path of the other.
@@ -287,10 +317,15 @@ pub fn open_pty() -> std::io::Result<Pty> {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: openpty succeeded, so both descriptors are open and owned by nobody else.
-    let (controller, terminal) = unsafe { (File::from_raw_fd(controller), File::from_raw_fd(terminal)) };
+    let (controller, terminal) =
+        unsafe { (File::from_raw_fd(controller), File::from_raw_fd(terminal)) };
     crate::serial::make_raw(&terminal)?;
     let path = std::fs::read_link(format!("/proc/self/fd/{}", terminal.as_raw_fd()))?;
-    Ok(Pty { controller, path, terminal })
+    Ok(Pty {
+        controller,
+        path,
+        terminal,
+    })
 }
 
 /// A host-side client for tests: frames requests onto the pty and reads responses.
@@ -323,7 +358,9 @@ impl Client {
         let (last, head) = bytes.split_last().expect("at least one byte to send");
         self.port.write_all(head).expect("writing to the pty");
         self.last_write = Some(Instant::now());
-        self.port.write_all(std::slice::from_ref(last)).expect("writing to the pty");
+        self.port
+            .write_all(std::slice::from_ref(last))
+            .expect("writing to the pty");
         self.port.flush().expect("flushing the pty");
     }
 
@@ -363,7 +400,11 @@ impl Client {
             }
             let now = Instant::now();
             assert!(now < deadline, "no response within {timeout:?}");
-            let mut poll = libc::pollfd { fd: self.port.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let mut poll = libc::pollfd {
+                fd: self.port.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
             let wait_ms = (deadline - now).as_millis().min(i32::MAX as u128) as i32;
             // SAFETY: one valid pollfd for an open descriptor.
             let ready = unsafe { libc::poll(&mut poll, 1, wait_ms) };
@@ -402,7 +443,12 @@ impl Client {
     /// Enrolls `user_id` from PNG images sent in `chunk`-byte pieces; returns the final
     /// response as text (`Enrolled { .. }` on success) or the first error.
     pub fn enroll(&mut self, user_id: u32, name: &str, images: &[Vec<u8>], chunk: usize) -> String {
-        let begin = Request::EnrollBegin { user_id, name, image_count: images.len() as u8, replace: false };
+        let begin = Request::EnrollBegin {
+            user_id,
+            name,
+            image_count: images.len() as u8,
+            replace: false,
+        };
         let answer = self.call(&begin, |r| format!("{r:?}"));
         if !answer.starts_with("EnrollReady") {
             return answer;

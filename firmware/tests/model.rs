@@ -20,28 +20,43 @@ fn generated_model_loads_with_its_metadata() {
     assert_eq!(model.meta().embedding_dim, TEST_DIM);
     assert_eq!(model.meta().mean, [0.5; 3]);
 
-    let a: Vec<f32> = (0..model.meta().input_len()).map(|i| ((i % 97) as f32 / 48.0) - 1.0).collect();
-    let b: Vec<f32> = (0..model.meta().input_len()).map(|i| ((i % 89) as f32 / 44.0) - 1.0).collect();
+    let a: Vec<f32> = (0..model.meta().input_len())
+        .map(|i| ((i % 97) as f32 / 48.0) - 1.0)
+        .collect();
+    let b: Vec<f32> = (0..model.meta().input_len())
+        .map(|i| ((i % 89) as f32 / 44.0) - 1.0)
+        .collect();
     let ea = model.embed(&a).unwrap();
     let eb = model.embed(&b).unwrap();
     assert_eq!(ea.len(), TEST_DIM);
-    assert!(cosine(&ea, &eb) < 0.9, "different inputs give different embeddings");
+    assert!(
+        cosine(&ea, &eb) < 0.9,
+        "different inputs give different embeddings"
+    );
     assert_eq!(ea, model.embed(&a).unwrap(), "inference is deterministic");
 
     // The net is linear without bias: embed(2a) = 2 embed(a), checked against the first run.
     let doubled: Vec<f32> = a.iter().map(|x| 2.0 * x).collect();
     for (x, y) in model.embed(&doubled).unwrap().iter().zip(&ea) {
-        assert!((x - 2.0 * y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs 2*{y}");
+        assert!(
+            (x - 2.0 * y).abs() <= 1e-4 * (1.0 + y.abs()),
+            "{x} vs 2*{y}"
+        );
     }
 }
 
 #[test]
 fn model_without_metadata_is_refused_naming_the_key() {
     let bytes = test_model_bytes(1, &[]);
-    let err = FaceModel::from_bytes(Path::new("plain.onnx"), &bytes).err().unwrap();
+    let err = FaceModel::from_bytes(Path::new("plain.onnx"), &bytes)
+        .err()
+        .unwrap();
     assert!(matches!(err, Error::ModelMetadata { .. }), "{err}");
     let text = err.to_string();
-    assert!(text.contains("plain.onnx") && text.contains("facelock."), "{text}");
+    assert!(
+        text.contains("plain.onnx") && text.contains("facelock."),
+        "{text}"
+    );
 }
 
 #[test]
@@ -52,13 +67,17 @@ fn model_with_bad_metadata_value_is_refused() {
             *value = "xyz".into();
         }
     }
-    let err = FaceModel::from_bytes(Path::new("m.onnx"), &test_model_bytes(1, &meta)).err().unwrap();
+    let err = FaceModel::from_bytes(Path::new("m.onnx"), &test_model_bytes(1, &meta))
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("xyz"), "{err}");
 }
 
 #[test]
 fn garbage_file_is_a_model_error_not_a_panic() {
-    let err = FaceModel::from_bytes(Path::new("junk.onnx"), b"not a model at all").err().unwrap();
+    let err = FaceModel::from_bytes(Path::new("junk.onnx"), b"not a model at all")
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("junk.onnx"), "{err}");
 }
 

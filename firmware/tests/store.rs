@@ -16,7 +16,9 @@ type TestGallery = Gallery<8192, 32>;
 
 /// User `i`'s template: a deterministic embedding that differs per user.
 fn template(i: u32) -> Template<32> {
-    let embedding: Vec<f32> = (0..32).map(|d| ((i as usize * 7 + d * 13) % 29) as f32 - 14.0).collect();
+    let embedding: Vec<f32> = (0..32)
+        .map(|d| ((i as usize * 7 + d * 13) % 29) as f32 - 14.0)
+        .collect();
     Template::from_embedding(&embedding).unwrap()
 }
 
@@ -24,7 +26,9 @@ fn template(i: u32) -> Template<32> {
 fn encode(count: u32) -> Vec<u8> {
     let mut gallery = Box::new(TestGallery::new(MODEL_ID));
     for i in 0..count {
-        gallery.enroll(i, &format!("user {i}"), 1, template(i)).unwrap();
+        gallery
+            .enroll(i, &format!("user {i}"), 1, template(i))
+            .unwrap();
     }
     let mut bytes = vec![0u8; gallery.serialized_len()];
     let len = gallery.to_bytes(&mut bytes).unwrap();
@@ -35,10 +39,15 @@ fn encode(count: u32) -> Vec<u8> {
 /// Parses a gallery file (CRC and all) and checks it holds users 0..n in order: a prefix.
 fn decode(bytes: &[u8]) -> Result<usize, String> {
     let mut gallery = Box::new(TestGallery::new(MODEL_ID));
-    gallery.load_into(bytes, Some(MODEL_ID)).map_err(|e| e.to_string())?;
+    gallery
+        .load_into(bytes, Some(MODEL_ID))
+        .map_err(|e| e.to_string())?;
     for (i, record) in gallery.iter().enumerate() {
         let i = i as u32;
-        if record.user_id != i || record.name.as_str() != format!("user {i}") || record.template != template(i) {
+        if record.user_id != i
+            || record.name.as_str() != format!("user {i}")
+            || record.template != template(i)
+        {
             return Err(format!("record {i} is not user {i}"));
         }
     }
@@ -50,7 +59,9 @@ fn decode(bytes: &[u8]) -> Result<usize, String> {
 #[test]
 #[ignore = "helper process, spawned by sigkill_during_saves_keeps_a_committed_prefix"]
 fn store_kill_child() {
-    let Some(dir) = std::env::var_os(CHILD_ENV) else { return };
+    let Some(dir) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
     let store = FileStore::new(std::path::Path::new(&dir).join("gallery.bin"), "gallery");
     let mut count = match store.load(decode).unwrap() {
         Loaded::Found(count) => count,
@@ -75,7 +86,13 @@ fn sigkill_during_saves_keeps_a_committed_prefix() {
 
     for round in 0..kills {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "store_kill_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "store_kill_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -85,12 +102,18 @@ fn sigkill_during_saves_keeps_a_committed_prefix() {
         // Let it commit at least one enrollment, then kill at a random moment.
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = loop {
-            let line = lines.next().expect("child exited before committing").unwrap();
+            let line = lines
+                .next()
+                .expect("child exited before committing")
+                .unwrap();
             if let Some(n) = line.strip_prefix("committed ") {
                 break n.parse::<usize>().unwrap();
             }
         };
-        assert!(first > committed, "round {round}: child restarted below {committed}");
+        assert!(
+            first > committed,
+            "round {round}: child restarted below {committed}"
+        );
         std::thread::sleep(Duration::from_micros(rng.below(20_000)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -112,7 +135,10 @@ fn sigkill_during_saves_keeps_a_committed_prefix() {
         );
         committed = found;
     }
-    eprintln!("{kills} kills, {committed} enrollments, {:?}", started.elapsed());
+    eprintln!(
+        "{kills} kills, {committed} enrollments, {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -132,13 +158,20 @@ fn corrupt_file_is_kept_aside_not_overwritten() {
     };
     let name = kept_as.file_name().unwrap().to_string_lossy().into_owned();
     assert!(name.starts_with("gallery.bin.corrupt-"), "{name}");
-    assert_eq!(std::fs::read(&kept_as).unwrap(), bytes, "the corrupt bytes are kept intact");
+    assert_eq!(
+        std::fs::read(&kept_as).unwrap(),
+        bytes,
+        "the corrupt bytes are kept intact"
+    );
     assert!(!store.path().exists());
 
     // A new save does not touch the kept file; a second corruption gets its own name.
     store.save(&encode(1)).unwrap();
     std::fs::write(store.path(), b"garbage").unwrap();
-    let Loaded::Corrupt { kept_as: second, .. } = store.load(decode).unwrap() else {
+    let Loaded::Corrupt {
+        kept_as: second, ..
+    } = store.load(decode).unwrap()
+    else {
         panic!("expected corrupt")
     };
     assert_ne!(second, kept_as);
