@@ -87,3 +87,44 @@ fn wrong_input_length_is_a_shape_error() {
     let model = FaceModel::from_bytes(Path::new("t.onnx"), &bytes).unwrap();
     assert!(matches!(model.embed(&[0.0; 10]), Err(Error::Shape { .. })));
 }
+
+#[test]
+fn landmark_alignment_path_embeds_and_checks_bounds() {
+    use facelock_firmware::pipeline::{embed_image, DEFAULT_CROP_FRACTION};
+    use facelock_firmware::testing::draw_face;
+
+    let model = FaceModel::from_bytes(Path::new("t.onnx"), &test_model_bytes(3, &test_metadata(3)))
+        .unwrap();
+    let face = draw_face(5, 0);
+    let points = face.landmarks.map(|(x, y)| [x, y]);
+    let aligned = embed_image(&model, &face.jpeg(), Some(&points), DEFAULT_CROP_FRACTION).unwrap();
+    let cropped = embed_image(&model, &face.jpeg(), None, DEFAULT_CROP_FRACTION).unwrap();
+    assert_eq!(aligned.len(), TEST_DIM);
+    assert!(
+        cosine(&aligned, &cropped) < 0.999,
+        "landmarks change the crop"
+    );
+
+    // Two shots of one person aligned by their landmarks stay close.
+    let other_shot = draw_face(5, 1);
+    let other_points = other_shot.landmarks.map(|(x, y)| [x, y]);
+    let again = embed_image(
+        &model,
+        &other_shot.jpeg(),
+        Some(&other_points),
+        DEFAULT_CROP_FRACTION,
+    )
+    .unwrap();
+    assert!(
+        cosine(&aligned, &again) > 0.9,
+        "{}",
+        cosine(&aligned, &again)
+    );
+
+    let mut outside = points;
+    outside[0] = [500.0, 10.0];
+    let err = embed_image(&model, &face.jpeg(), Some(&outside), DEFAULT_CROP_FRACTION).unwrap_err();
+    assert!(err.to_string().contains("outside"), "{err}");
+    let err = embed_image(&model, b"not an image", None, DEFAULT_CROP_FRACTION).unwrap_err();
+    assert!(matches!(err, Error::Image(_)), "{err}");
+}
