@@ -452,3 +452,46 @@ fn refuses_to_start_with_clear_messages() {
         "{text}"
     );
 }
+
+#[test]
+fn full_gallery_refuses_enrollment_and_corrupt_gallery_is_kept_aside() {
+    use facelock_firmware::device::{BoardGallery, CAPACITY, DIM};
+    use facelock_shared::embedding::Template;
+
+    let rig = Rig::new();
+    let mut gallery = Box::new(BoardGallery::new(MODEL_ID));
+    for user in 0..CAPACITY as u32 {
+        let embedding: Vec<f32> = (0..DIM)
+            .map(|d| ((user as usize + d * 7) % 11) as f32 - 5.0)
+            .collect();
+        let template = Template::<DIM>::from_embedding(&embedding).unwrap();
+        gallery.enroll(user, "filler", 1, template).unwrap();
+    }
+    let mut bytes = vec![0u8; gallery.serialized_len()];
+    let len = gallery.to_bytes(&mut bytes).unwrap();
+    std::fs::write(rig.path("gallery.bin"), &bytes[..len]).unwrap();
+
+    let daemon = rig.start();
+    let mut client = rig.client();
+    assert_eq!(client.authenticate(KEY), "AuthOk");
+    let full = client.enroll(5000, "late", &faces(1, 0..1), 8000);
+    assert_eq!(error_code(&full), Some(ErrorCode::GalleryFull), "{full}");
+    daemon.terminate();
+
+    // Flip one byte: the daemon keeps the file aside, starts empty and says so.
+    bytes[100] ^= 0x01;
+    std::fs::write(rig.path("gallery.bin"), &bytes[..len]).unwrap();
+    let daemon = rig.start();
+    let mut client = rig.client();
+    let hello = client.call(&Request::Hello, |r| format!("{r:?}"));
+    assert!(hello.contains("enrolled: 0"), "{hello}");
+    let log = daemon.terminate();
+    assert!(log.contains("corrupt"), "{log}");
+    let kept: Vec<_> = std::fs::read_dir(rig.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("gallery.bin.corrupt-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read(rig.path(&kept[0])).unwrap(), &bytes[..len]);
+}
