@@ -3,7 +3,13 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod demo;
+pub mod device;
 pub mod error;
+pub mod eval;
 pub mod loss;
+pub mod model;
+pub mod plot;
+pub mod train;
 
 pub use error::{Error, Result};

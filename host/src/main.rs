@@ -26,6 +26,13 @@ enum Command {
     Data(cmd::data::Data),
     /// Write aligned 112x112 PNGs of a data set (and a montage to check alignment by eye).
     Align(cmd::align::AlignArgs),
+    /// Talk to a board over its serial port: hello, auth, enroll, verify, list, delete, stats.
+    Device(cmd::device::DeviceArgs),
+    /// The whole journey on a virtual board: enroll LFW people over serial, unlock, lockout.
+    Demo(cmd::demo::DemoArgs),
+    /// Describe backbone configurations (layers, parameters, FLOPs).
+    #[command(subcommand)]
+    Model(cmd::model::Model),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +43,9 @@ fn main() -> ExitCode {
         Command::Bench(bench) => bench.run(),
         Command::Data(data) => data.run(),
         Command::Align(args) => args.run(),
+        Command::Device(args) => args.run(),
+        Command::Demo(args) => args.run(),
+        Command::Model(model) => model.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

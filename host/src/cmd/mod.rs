@@ -2,6 +2,9 @@
 pub mod align;
 pub mod bench;
 pub mod data;
+pub mod demo;
+pub mod device;
+pub mod model;
 
 /// Logs to stderr through tracing: INFO by default, `-v` debug, `-vv` trace, `RUST_LOG` wins.
 pub fn init_logging(verbose: u8) {
