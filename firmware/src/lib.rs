@@ -9,7 +9,6 @@ pub mod lock;
 pub mod model;
 pub mod nonce;
 pub mod pipeline;
-pub mod serial;
 pub mod server;
 pub mod store;
 #[cfg(feature = "test-support")]

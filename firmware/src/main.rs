@@ -10,9 +10,10 @@ use facelock_firmware::device::Device;
 use facelock_firmware::lock::{self, BoardPin, Lock, LockSpec};
 use facelock_firmware::model::FaceModel;
 use facelock_firmware::pipeline::DEFAULT_CROP_FRACTION;
-use facelock_firmware::serial::SerialLink;
 use facelock_firmware::server::Server;
+use facelock_firmware::Error;
 use facelock_shared::decision::Policy;
+use facelock_shared::serial::SerialLink;
 
 /// Offline face unlock daemon: verifies faces sent over a serial link and pulses the lock.
 #[derive(Debug, Parser)]
@@ -70,7 +71,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     lock::install_stop_handlers().context("installing SIGTERM handler")?;
 
     let baud = args.baud.or(config.baud).unwrap_or(115_200);
-    let mut link = SerialLink::open(&args.serial, baud)?;
+    let mut link = SerialLink::open(&args.serial, baud).map_err(|e| Error::Serial {
+        path: args.serial.clone(),
+        message: e.to_string(),
+    })?;
     tracing::info!(serial = %args.serial, threshold, "serving");
     let mut server = Server::new(device, lock);
     server

@@ -2,13 +2,13 @@
 //! and a pseudo-terminal pair. Built only with the `test-support` feature.
 use std::fs::File;
 use std::io::{Cursor, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::path::PathBuf;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use facelock_shared::frame::{self, Event, FrameDecoder, MAX_FRAME_LEN};
 use facelock_shared::model_meta as keys;
 use facelock_shared::protocol::{Envelope, Request, Response};
+pub use facelock_shared::serial::{open_pty, Pty};
 use prost::Message;
 use tract_onnx::pb;
 
@@ -287,45 +287,6 @@ pub fn draw_face(person: u64, shot: u64) -> DrawnFace {
         image,
         landmarks: [left_eye, right_eye, nose, left_mouth, right_mouth],
     }
-}
-
-/// A pseudo-terminal pair: the controlling side as a file, and the device path of the other.
-pub struct Pty {
-    /// The controller (host) side; reads what the daemon writes and vice versa.
-    pub controller: File,
-    /// Path of the terminal side (`/dev/pts/N`), for `facelockd --serial`.
-    pub path: PathBuf,
-    /// The terminal side, held open so the pty survives daemon restarts.
-    pub terminal: File,
-}
-
-/// Opens a pseudo-terminal pair in raw mode.
-pub fn open_pty() -> std::io::Result<Pty> {
-    let mut controller = -1;
-    let mut terminal = -1;
-    // SAFETY: both out-pointers are valid i32s; name, termios and winsize may be null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut controller,
-            &mut terminal,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: openpty succeeded, so both descriptors are open and owned by nobody else.
-    let (controller, terminal) =
-        unsafe { (File::from_raw_fd(controller), File::from_raw_fd(terminal)) };
-    crate::serial::make_raw(&terminal)?;
-    let path = std::fs::read_link(format!("/proc/self/fd/{}", terminal.as_raw_fd()))?;
-    Ok(Pty {
-        controller,
-        path,
-        terminal,
-    })
 }
 
 /// A host-side client for tests: frames requests onto the pty and reads responses.
