@@ -4,8 +4,8 @@ use crate::pipeline::Landmarks;
 /// Largest enrollment image accepted after reassembly, in bytes.
 pub const MAX_ENROLL_IMAGE_LEN: usize = 512 * 1024;
 
-/// Longest user name in bytes of UTF-8.
-pub const MAX_NAME_LEN: usize = 32;
+/// Longest user name in bytes of UTF-8 (the gallery's limit).
+pub const MAX_NAME_LEN: usize = facelock_shared::gallery::NAME_MAX_LEN;
 
 /// Why a chunk was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
