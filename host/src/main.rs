@@ -26,6 +26,12 @@ enum Command {
     Data(cmd::data::Data),
     /// Write aligned 112x112 PNGs of a data set (and a montage to check alignment by eye).
     Align(cmd::align::AlignArgs),
+    /// Train the backbone with AM-Softmax (or a softmax baseline); checkpoints every epoch.
+    Train(cmd::train::TrainArgs),
+    /// Verification accuracy, TAR@FAR, EER, AUC and ROC of a checkpoint on a pairs file.
+    Eval(cmd::eval::EvalArgs),
+    /// Embeddings of a list of images to a .npy file.
+    Embed(cmd::embed::EmbedArgs),
     /// Describe backbone configurations (layers, parameters, FLOPs).
     #[command(subcommand)]
     Model(cmd::model::Model),
@@ -40,6 +46,9 @@ fn main() -> ExitCode {
         Command::Data(data) => data.run(),
         Command::Align(args) => args.run(),
         Command::Model(model) => model.run(),
+        Command::Train(args) => args.run(),
+        Command::Eval(args) => args.run(),
+        Command::Embed(args) => args.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,8 +2,11 @@
 pub mod align;
 pub mod bench;
 pub mod data;
+pub mod embed;
+pub mod eval;
 pub mod bench_train;
 pub mod model;
+pub mod train;
 
 /// Logs to stderr through tracing: INFO by default, `-v` debug, `-vv` trace, `RUST_LOG` wins.
 pub fn init_logging(verbose: u8) {
