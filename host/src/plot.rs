@@ -67,13 +67,18 @@ fn plot_error(path: &Path, error: impl std::fmt::Display) -> Error {
 fn save(path: &Path, buffer: Vec<u8>) -> Result<()> {
     let image = image::RgbImage::from_raw(WIDTH, HEIGHT, buffer)
         .ok_or_else(|| plot_error(path, "buffer size mismatch"))?;
-    image.save(path).map_err(|e| Error::Image { path: path.to_path_buf(), reason: e.to_string() })
+    image.save(path).map_err(|e| Error::Image {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
@@ -85,7 +90,13 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 /// Draws `series` as lines to a PNG at `path`.
-pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<()> {
+pub fn line_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<()> {
     let text = font_available();
     let (x0, x1) = range(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
     let (y0, y1) = range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
@@ -96,12 +107,19 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
         let mut builder = ChartBuilder::on(&root);
         builder.margin(20);
         if text {
-            builder.caption(title, (FAMILY, 24)).x_label_area_size(50).y_label_area_size(70);
+            builder
+                .caption(title, (FAMILY, 24))
+                .x_label_area_size(50)
+                .y_label_area_size(70);
         }
-        let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(|e| plot_error(path, e))?;
+        let mut chart = builder
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| plot_error(path, e))?;
         let mut mesh = chart.configure_mesh();
         if text {
-            mesh.x_desc(x_label).y_desc(y_label).label_style((FAMILY, 14));
+            mesh.x_desc(x_label)
+                .y_desc(y_label)
+                .label_style((FAMILY, 14));
         } else {
             mesh.x_labels(0).y_labels(0);
         }
@@ -109,7 +127,10 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
         for (index, s) in series.iter().enumerate() {
             let colour = COLOURS[index % COLOURS.len()];
             let drawn = chart
-                .draw_series(LineSeries::new(s.points.iter().copied(), colour.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    s.points.iter().copied(),
+                    colour.stroke_width(2),
+                ))
                 .map_err(|e| plot_error(path, e))?;
             if text {
                 drawn.label(s.label).legend(move |(x, y)| {
@@ -132,7 +153,13 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
 }
 
 /// Draws overlaid histograms (same bins for all series, counts normalised to fractions).
-pub fn histogram(path: &Path, title: &str, x_label: &str, series: &[(&str, &[f64])], bins: usize) -> Result<()> {
+pub fn histogram(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    series: &[(&str, &[f64])],
+    bins: usize,
+) -> Result<()> {
     let bins = bins.max(1);
     let (lo, hi) = range(series.iter().flat_map(|(_, values)| values.iter().copied()));
     let width = (hi - lo) / bins as f64;
@@ -164,12 +191,31 @@ mod tests {
     fn writes_a_png_of_the_expected_size() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("chart.png");
-        let points = (0..50).map(|i| (i as f64, (i as f64 / 5.0).sin())).collect();
-        line_chart(&path, "sine", "x", "y", &[Series { label: "sin", points }]).unwrap();
+        let points = (0..50)
+            .map(|i| (i as f64, (i as f64 / 5.0).sin()))
+            .collect();
+        line_chart(
+            &path,
+            "sine",
+            "x",
+            "y",
+            &[Series {
+                label: "sin",
+                points,
+            }],
+        )
+        .unwrap();
         let image = image::open(&path).unwrap();
         assert_eq!((image.width(), image.height()), (WIDTH, HEIGHT));
         let hist = dir.path().join("hist.png");
-        histogram(&hist, "h", "score", &[("a", &[0.1, 0.2, 0.2]), ("b", &[0.8])], 10).unwrap();
+        histogram(
+            &hist,
+            "h",
+            "score",
+            &[("a", &[0.1, 0.2, 0.2]), ("b", &[0.8])],
+            10,
+        )
+        .unwrap();
         assert!(hist.exists());
     }
 }

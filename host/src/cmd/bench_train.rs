@@ -42,12 +42,31 @@ impl TrainBench {
         super::model::print_summary(&config);
         println!("threads: {}", rayon::current_num_threads());
         let model = MobileFaceNet::new(&config, 0, &device)?;
-        let head_config = HeadConfig { loss: LossKind::AmSoftmax, scale: 30.0, margin: 0.35, classes: self.classes };
+        let head_config = HeadConfig {
+            loss: LossKind::AmSoftmax,
+            scale: 30.0,
+            margin: 0.35,
+            classes: self.classes,
+        };
         let head = ClassifierHead::new(head_config, config.embedding_dim, 0, &device)?;
-        let mut vars: Vec<(String, Var)> = model.params().trainable().map(|(n, v)| (n.to_string(), v.clone())).collect();
-        vars.extend(head.params().trainable().map(|(n, v)| (format!("head.{n}"), v.clone())));
+        let mut vars: Vec<(String, Var)> = model
+            .params()
+            .trainable()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect();
+        vars.extend(
+            head.params()
+                .trainable()
+                .map(|(n, v)| (format!("head.{n}"), v.clone())),
+        );
         let mut sgd = Sgd::new(vars, 0.9, 5e-4)?;
-        let data = SyntheticIdentities { identities: self.classes, samples_per_identity: 1, size: 112, batch_size: 1, seed: 0 };
+        let data = SyntheticIdentities {
+            identities: self.classes,
+            samples_per_identity: 1,
+            size: 112,
+            batch_size: 1,
+            seed: 0,
+        };
 
         for &batch in &self.batch {
             let labels: Vec<u32> = (0..batch).map(|i| (i % self.classes) as u32).collect();
@@ -134,12 +153,16 @@ fn profile(batch: usize, width: f32) -> anyhow::Result<()> {
         (
             "batch norm (28)",
             time(&x, |t| bn.forward(t, true).map_err(into_candle))?,
-            Some(time(&x, |t| bn.forward_reference(t, true).map_err(into_candle))?),
+            Some(time(&x, |t| {
+                bn.forward_reference(t, true).map_err(into_candle)
+            })?),
         ),
         (
             "prelu (28)",
             time(&x, |t| prelu(t, &slope).map_err(into_candle))?,
-            Some(time(&x, |t| prelu_reference(t, &slope).map_err(into_candle))?),
+            Some(time(&x, |t| {
+                prelu_reference(t, &slope).map_err(into_candle)
+            })?),
         ),
     ];
     println!("{:<28} {:>10} {:>14}", "layer", "ours", "candle ops");

@@ -46,8 +46,17 @@ impl EmbedArgs {
         let (model, config) = checkpoint::load_model(&self.model, &device)?;
         let text = std::fs::read_to_string(&self.list)
             .with_context(|| format!("reading image list {}", self.list.display()))?;
-        let paths: Vec<PathBuf> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(PathBuf::from).collect();
-        anyhow::ensure!(!paths.is_empty(), "image list {} is empty", self.list.display());
+        let paths: Vec<PathBuf> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        anyhow::ensure!(
+            !paths.is_empty(),
+            "image list {} is empty",
+            self.list.display()
+        );
         let landmarks = self.landmarks.as_deref().map(Landmarks::load).transpose()?;
         let align = AlignConfig::default();
         let embeddings = embed(&model, paths.len(), self.batch, self.flip, true, |i| {
@@ -56,7 +65,11 @@ impl EmbedArgs {
         })?;
         let dim = config.model.embedding_dim;
         npy::write_f32(&self.out, &embeddings, paths.len(), dim)?;
-        println!("{} embeddings of dimension {dim} written to {}", paths.len(), self.out.display());
+        println!(
+            "{} embeddings of dimension {dim} written to {}",
+            paths.len(),
+            self.out.display()
+        );
         Ok(())
     }
 }

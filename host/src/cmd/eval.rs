@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use facelock_host::data::{AlignConfig, Landmarks, Pairs};
-use facelock_host::eval::pair_scores::score_pairs;
+use facelock_host::eval::pair_scores::{score_pairs, PairImages};
 use facelock_host::eval::{ScoredPairs, VerificationReport};
 use facelock_host::train::checkpoint;
 use facelock_host::train::device::{self, DeviceKind};
@@ -45,30 +45,38 @@ impl EvalArgs {
         let (model, config) = checkpoint::load_model(&self.model, &device)?;
         let pairs = Pairs::load(&self.pairs)?;
         let resolved = pairs.resolve(&self.images);
-        anyhow::ensure!(!resolved.pairs.is_empty(), "no usable pairs in {}", self.pairs.display());
+        anyhow::ensure!(
+            !resolved.pairs.is_empty(),
+            "no usable pairs in {}",
+            self.pairs.display()
+        );
         let landmarks = self.landmarks.as_deref().map(Landmarks::load).transpose()?;
 
-        let align = AlignConfig::default();
-        let scores = score_pairs(
-            &model,
-            &resolved.pairs,
-            &self.images,
-            landmarks.as_ref(),
-            &align,
-            self.flip,
-            self.batch,
-            true,
-        )?;
+        let images = PairImages {
+            root: &self.images,
+            landmarks: landmarks.as_ref(),
+            align: AlignConfig::default(),
+            flip: self.flip,
+            batch: self.batch,
+            progress: true,
+        };
+        let scores = score_pairs(&model, &resolved.pairs, &images)?;
         let same: Vec<bool> = resolved.pairs.iter().map(|p| p.same).collect();
         let folds: Vec<usize> = resolved.pairs.iter().map(|p| p.fold).collect();
-        let scored = ScoredPairs { scores: &scores, same: &same };
+        let scored = ScoredPairs {
+            scores: &scores,
+            same: &same,
+        };
         let folds = (pairs.folds > 1).then_some(folds.as_slice());
         let report = VerificationReport::compute(&scored, folds)?;
         for line in report.summary() {
             println!("{line}");
         }
         if !resolved.skipped.is_empty() {
-            println!("skipped {} pairs with missing images", resolved.skipped.len());
+            println!(
+                "skipped {} pairs with missing images",
+                resolved.skipped.len()
+            );
         }
         let extra = serde_json::json!({
             "model": self.model.display().to_string(),

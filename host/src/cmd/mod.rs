@@ -1,10 +1,10 @@
 //! One module per subcommand; each has clap arguments and a `run`.
 pub mod align;
 pub mod bench;
+pub mod bench_train;
 pub mod data;
 pub mod embed;
 pub mod eval;
-pub mod bench_train;
 pub mod model;
 pub mod train;
 

@@ -36,7 +36,10 @@ impl Model {
         };
         config.validate()?;
         if args.layers {
-            println!("{:<4} {:>9} {:>6} {:>6} {:>5} {:>10} {:>12}", "#", "kind", "in", "out", "side", "params", "mult-adds");
+            println!(
+                "{:<4} {:>9} {:>6} {:>6} {:>5} {:>10} {:>12}",
+                "#", "kind", "in", "out", "side", "params", "mult-adds"
+            );
             for (index, layer) in config.layers().iter().enumerate() {
                 let kind = if layer.depthwise { "depthwise" } else { "conv" };
                 println!(

@@ -98,8 +98,13 @@ impl TrainArgs {
     /// Runs the training.
     pub fn run(self) -> anyhow::Result<()> {
         let device = device::open(self.device)?;
-        let dataset = Dataset::from_folder(&self.images, self.identities.as_deref(), self.min_images)?;
-        anyhow::ensure!(!dataset.samples.is_empty(), "no training images under {}", self.images.display());
+        let dataset =
+            Dataset::from_folder(&self.images, self.identities.as_deref(), self.min_images)?;
+        anyhow::ensure!(
+            !dataset.samples.is_empty(),
+            "no training images under {}",
+            self.images.display()
+        );
         let classes = dataset.identities.len();
         let landmarks = self.landmarks.as_deref().map(Landmarks::load).transpose()?;
         tracing::info!("{} images of {classes} identities", dataset.samples.len());
@@ -113,18 +118,34 @@ impl TrainArgs {
         };
         let mut loader = BatchLoader::new(dataset, landmarks, loader_config)?;
         let steps_per_epoch = loader.batches_per_epoch();
-        anyhow::ensure!(steps_per_epoch > 0, "fewer images than one batch of {}", self.batch);
+        anyhow::ensure!(
+            steps_per_epoch > 0,
+            "fewer images than one batch of {}",
+            self.batch
+        );
 
         let config = ModelConfig::mobilefacenet(self.width);
         super::model::print_summary(&config);
         let model = MobileFaceNet::new(&config, self.seed, &device)?;
-        let head_config = HeadConfig { loss: self.loss, scale: self.scale, margin: self.margin, classes };
+        let head_config = HeadConfig {
+            loss: self.loss,
+            scale: self.scale,
+            margin: self.margin,
+            classes,
+        };
         let head = ClassifierHead::new(head_config, config.embedding_dim, self.seed, &device)?;
         let decay = match self.schedule {
             ScheduleKind::Cosine => Decay::Cosine,
-            ScheduleKind::Step => Decay::Step { milestones: self.milestones.clone(), gamma: self.gamma },
+            ScheduleKind::Step => Decay::Step {
+                milestones: self.milestones.clone(),
+                gamma: self.gamma,
+            },
         };
-        let margin = if self.loss == LossKind::AmSoftmax { self.margin } else { 0.0 };
+        let margin = if self.loss == LossKind::AmSoftmax {
+            self.margin
+        } else {
+            0.0
+        };
         let options = TrainOptions {
             schedule: Schedule {
                 base_lr: self.lr,

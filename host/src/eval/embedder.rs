@@ -36,17 +36,28 @@ pub fn embed(
     load: impl Fn(usize) -> Result<Vec<f32>> + Sync,
 ) -> Result<Vec<f32>> {
     let config = model.config();
-    let (size, channels, dim) = (config.input_size, config.input_channels, config.embedding_dim);
+    let (size, channels, dim) = (
+        config.input_size,
+        config.input_channels,
+        config.embedding_dim,
+    );
     let per_image = channels * size * size;
     let device = model.params().device().clone();
-    let bar = if progress { ProgressBar::new(count as u64) } else { ProgressBar::hidden() };
+    let bar = if progress {
+        ProgressBar::new(count as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     if let Ok(style) = ProgressStyle::with_template("embedding [{bar:30}] {pos}/{len} eta {eta}") {
         bar.set_style(style.progress_chars("=> "));
     }
     let mut out = Vec::with_capacity(count * dim);
     for start in (0..count).step_by(batch_size.max(1)) {
         let indices: Vec<usize> = (start..(start + batch_size.max(1)).min(count)).collect();
-        let images: Vec<Vec<f32>> = indices.par_iter().map(|&i| load(i)).collect::<Result<_>>()?;
+        let images: Vec<Vec<f32>> = indices
+            .par_iter()
+            .map(|&i| load(i))
+            .collect::<Result<_>>()?;
         let mut pixels = Vec::with_capacity(indices.len() * per_image);
         for (image, &index) in images.iter().zip(&indices) {
             if image.len() != per_image {
@@ -61,7 +72,10 @@ pub fn embed(
         if flip {
             flip_horizontal(&mut pixels, size);
             let mirrored = forward(model, &pixels, indices.len(), &device)?;
-            embeddings.iter_mut().zip(mirrored).for_each(|(a, b)| *a += b);
+            embeddings
+                .iter_mut()
+                .zip(mirrored)
+                .for_each(|(a, b)| *a += b);
         }
         l2_normalise(&mut embeddings, dim);
         out.extend(embeddings);
@@ -71,11 +85,19 @@ pub fn embed(
     Ok(out)
 }
 
-fn forward(model: &MobileFaceNet, pixels: &[f32], count: usize, device: &candle_core::Device) -> Result<Vec<f32>> {
+fn forward(
+    model: &MobileFaceNet,
+    pixels: &[f32],
+    count: usize,
+    device: &candle_core::Device,
+) -> Result<Vec<f32>> {
     let size = model.config().input_size;
     let channels = model.config().input_channels;
     let images = Tensor::from_slice(pixels, (count, channels, size, size), device)?;
-    Ok(model.forward(&images, false)?.flatten_all()?.to_vec1::<f32>()?)
+    Ok(model
+        .forward(&images, false)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
 }
 
 /// Cosine similarity of rows `a` and `b` of L2-normalised `embeddings` [rows, dim].
@@ -97,7 +119,12 @@ mod tests {
 
     #[test]
     fn embeddings_are_unit_length_and_flip_invariant_for_symmetric_images() {
-        let model = MobileFaceNet::new(&crate::model::ModelConfig::tiny(), 3, &candle_core::Device::Cpu).unwrap();
+        let model = MobileFaceNet::new(
+            &crate::model::ModelConfig::tiny(),
+            3,
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
         let symmetric = |_| -> Result<Vec<f32>> {
             let mut image = vec![0f32; 3 * 32 * 32];
             for (i, v) in image.iter_mut().enumerate() {

@@ -7,14 +7,19 @@ use crate::{Error, Result};
 /// The complete file bytes for `data` of shape [rows, cols].
 pub fn encode_f32(data: &[f32], rows: usize, cols: usize) -> Result<Vec<u8>> {
     if data.len() != rows * cols {
-        return Err(Error::InvalidInput(format!("{} values do not make a {rows}x{cols} matrix", data.len())));
+        return Err(Error::InvalidInput(format!(
+            "{} values do not make a {rows}x{cols} matrix",
+            data.len()
+        )));
     }
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     // Magic (6) + version (2) + length (2) + header + '\n' must be a multiple of 64.
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
     header.push('\n');
-    let length = u16::try_from(header.len()).map_err(|_| Error::InvalidInput("npy header too long".into()))?;
+    let length = u16::try_from(header.len())
+        .map_err(|_| Error::InvalidInput("npy header too long".into()))?;
     let mut bytes = Vec::with_capacity(10 + header.len() + 4 * data.len());
     bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
     bytes.extend_from_slice(&length.to_le_bytes());
@@ -49,7 +54,10 @@ mod tests {
         // candle's independent .npy reader as the reference.
         let tensor = candle_core::Tensor::read_npy(&path).unwrap();
         assert_eq!(tensor.dims(), [2, 3]);
-        assert_eq!(tensor.flatten_all().unwrap().to_vec1::<f32>().unwrap(), data);
+        assert_eq!(
+            tensor.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            data
+        );
         assert!(encode_f32(&data, 4, 2).is_err());
     }
 }

@@ -57,7 +57,10 @@ impl VerificationReport {
             genuine_pairs: genuine,
             impostor_pairs: impostor,
             k_fold,
-            best_threshold: BestThreshold { threshold, accuracy },
+            best_threshold: BestThreshold {
+                threshold,
+                accuracy,
+            },
             tar_at_far: verification::tar_at_far(&roc, impostor, &REPORT_FARS),
             eer: verification::eer(&roc),
             auc: verification::auc(&roc),
@@ -84,33 +87,65 @@ impl VerificationReport {
             self.best_threshold.threshold
         ));
         for t in &self.tar_at_far {
-            let note = if t.measurable { String::new() } else { format!(" (not measurable: {} impostor pairs)", t.impostor_pairs) };
-            lines.push(format!("TAR@FAR={:.0e}: {:.2}% at threshold {:.4}{note}", t.far, 100.0 * t.tar, t.threshold));
+            let note = if t.measurable {
+                String::new()
+            } else {
+                format!(" (not measurable: {} impostor pairs)", t.impostor_pairs)
+            };
+            lines.push(format!(
+                "TAR@FAR={:.0e}: {:.2}% at threshold {:.4}{note}",
+                t.far,
+                100.0 * t.tar,
+                t.threshold
+            ));
         }
-        lines.push(format!("EER: {:.2}%   AUC: {:.4}", 100.0 * self.eer, self.auc));
+        lines.push(format!(
+            "EER: {:.2}%   AUC: {:.4}",
+            100.0 * self.eer,
+            self.auc
+        ));
         lines
     }
 
     /// Writes `report.json`, `roc.png` and `scores.png` into `dir`.
     pub fn write(&self, pairs: &ScoredPairs, dir: &Path, extra: serde_json::Value) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut json = serde_json::to_value(self).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let mut json =
+            serde_json::to_value(self).map_err(|e| Error::InvalidInput(e.to_string()))?;
         if let (Some(object), serde_json::Value::Object(extra)) = (json.as_object_mut(), extra) {
             object.extend(extra);
         }
         let path = dir.join("report.json");
-        let text = serde_json::to_string_pretty(&json).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&json).map_err(|e| Error::InvalidInput(e.to_string()))?;
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
 
         let roc = verification::roc(pairs)?;
         let floor = 1.0 / (self.impostor_pairs.max(1) as f64);
-        let points = roc.iter().filter(|p| p.far > 0.0).map(|p| (p.far.max(floor).log10(), p.tar)).collect();
-        let series = [Series { label: "ROC", points }];
+        let points = roc
+            .iter()
+            .filter(|p| p.far > 0.0)
+            .map(|p| (p.far.max(floor).log10(), p.tar))
+            .collect();
+        let series = [Series {
+            label: "ROC",
+            points,
+        }];
         line_chart(&dir.join("roc.png"), "ROC", "log10 FAR", "TAR", &series)?;
-        let (same, different): (Vec<_>, Vec<_>) = (0..pairs.scores.len()).partition(|&i| pairs.same[i]);
+        let (same, different): (Vec<_>, Vec<_>) =
+            (0..pairs.scores.len()).partition(|&i| pairs.same[i]);
         let same: Vec<f64> = same.iter().map(|&i| pairs.scores[i]).collect();
         let different: Vec<f64> = different.iter().map(|&i| pairs.scores[i]).collect();
-        let series = [("same person", same.as_slice()), ("different people", different.as_slice())];
-        histogram(&dir.join("scores.png"), "pair scores", "cosine similarity", &series, 40)
+        let series = [
+            ("same person", same.as_slice()),
+            ("different people", different.as_slice()),
+        ];
+        histogram(
+            &dir.join("scores.png"),
+            "pair scores",
+            "cosine similarity",
+            &series,
+            40,
+        )
     }
 }

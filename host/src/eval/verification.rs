@@ -23,7 +23,9 @@ impl ScoredPairs<'_> {
             )));
         }
         if let Some(i) = self.scores.iter().position(|s| !s.is_finite()) {
-            return Err(Error::InvalidInput(format!("score of pair {i} is not finite")));
+            return Err(Error::InvalidInput(format!(
+                "score of pair {i} is not finite"
+            )));
         }
         let genuine = self.same.iter().filter(|&&s| s).count();
         Ok((genuine, self.same.len() - genuine))
@@ -56,12 +58,18 @@ pub fn best_threshold(pairs: &ScoredPairs, indices: &[usize]) -> (f64, f64) {
             };
         }
     }
-    (best_threshold, best_correct as f64 / indices.len().max(1) as f64)
+    (
+        best_threshold,
+        best_correct as f64 / indices.len().max(1) as f64,
+    )
 }
 
 /// Accuracy of the pairs at `indices` at a fixed threshold.
 pub fn accuracy_at(pairs: &ScoredPairs, indices: &[usize], threshold: f64) -> f64 {
-    let correct = indices.iter().filter(|&&i| (pairs.scores[i] > threshold) == pairs.same[i]).count();
+    let correct = indices
+        .iter()
+        .filter(|&&i| (pairs.scores[i] > threshold) == pairs.same[i])
+        .count();
     correct as f64 / indices.len().max(1) as f64
 }
 
@@ -82,15 +90,22 @@ pub struct FoldAccuracy {
 pub fn k_fold_accuracy(pairs: &ScoredPairs, folds: &[usize]) -> Result<FoldAccuracy> {
     pairs.check()?;
     if folds.len() != pairs.scores.len() {
-        return Err(Error::InvalidInput(format!("{} fold ids for {} pairs", folds.len(), pairs.scores.len())));
+        return Err(Error::InvalidInput(format!(
+            "{} fold ids for {} pairs",
+            folds.len(),
+            pairs.scores.len()
+        )));
     }
     let count = folds.iter().max().map_or(0, |m| m + 1);
     if count < 2 {
-        return Err(Error::InvalidInput("k-fold accuracy needs at least 2 folds".into()));
+        return Err(Error::InvalidInput(
+            "k-fold accuracy needs at least 2 folds".into(),
+        ));
     }
     let (mut accuracies, mut thresholds) = (Vec::new(), Vec::new());
     for fold in 0..count {
-        let (test, train): (Vec<usize>, Vec<usize>) = (0..folds.len()).partition(|&i| folds[i] == fold);
+        let (test, train): (Vec<usize>, Vec<usize>) =
+            (0..folds.len()).partition(|&i| folds[i] == fold);
         if test.is_empty() {
             continue;
         }
@@ -100,7 +115,12 @@ pub fn k_fold_accuracy(pairs: &ScoredPairs, folds: &[usize]) -> Result<FoldAccur
     }
     let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
     let var = accuracies.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / accuracies.len() as f64;
-    Ok(FoldAccuracy { mean, std: var.sqrt(), folds: accuracies, thresholds })
+    Ok(FoldAccuracy {
+        mean,
+        std: var.sqrt(),
+        folds: accuracies,
+        thresholds,
+    })
 }
 
 /// One operating point of the ROC curve.
@@ -125,23 +145,39 @@ pub fn roc(pairs: &ScoredPairs) -> Result<Vec<RocPoint>> {
     let mut order: Vec<usize> = (0..pairs.scores.len()).collect();
     order.sort_by(|&a, &b| pairs.scores[b].total_cmp(&pairs.scores[a]));
     let top = pairs.scores[order[0]];
-    let mut points = vec![RocPoint { threshold: top, far: 0.0, tar: 0.0 }];
+    let mut points = vec![RocPoint {
+        threshold: top,
+        far: 0.0,
+        tar: 0.0,
+    }];
     let (mut tp, mut fp, mut k) = (0usize, 0usize, 0usize);
     while k < order.len() {
         let score = pairs.scores[order[k]];
         while k < order.len() && pairs.scores[order[k]] == score {
-            if pairs.same[order[k]] { tp += 1 } else { fp += 1 }
+            if pairs.same[order[k]] {
+                tp += 1
+            } else {
+                fp += 1
+            }
             k += 1;
         }
-        let threshold = order.get(k).map_or(score - 1e-6, |&next| 0.5 * (score + pairs.scores[next]));
-        points.push(RocPoint { threshold, far: fp as f64 / impostor as f64, tar: tp as f64 / genuine as f64 });
+        let threshold = order
+            .get(k)
+            .map_or(score - 1e-6, |&next| 0.5 * (score + pairs.scores[next]));
+        points.push(RocPoint {
+            threshold,
+            far: fp as f64 / impostor as f64,
+            tar: tp as f64 / genuine as f64,
+        });
     }
     Ok(points)
 }
 
 /// Area under the ROC curve (trapezoids).
 pub fn auc(roc: &[RocPoint]) -> f64 {
-    roc.windows(2).map(|w| (w[1].far - w[0].far) * 0.5 * (w[1].tar + w[0].tar)).sum()
+    roc.windows(2)
+        .map(|w| (w[1].far - w[0].far) * 0.5 * (w[1].tar + w[0].tar))
+        .sum()
 }
 
 /// Equal error rate: where FAR equals 1 − TAR, linearly interpolated between ROC points.
@@ -184,7 +220,11 @@ pub fn tar_at_far(roc: &[RocPoint], impostor_pairs: usize, targets: &[f64]) -> V
                 .rev()
                 .find(|p| p.far <= far + 1e-12)
                 .copied()
-                .unwrap_or(RocPoint { threshold: f64::INFINITY, far: 0.0, tar: 0.0 });
+                .unwrap_or(RocPoint {
+                    threshold: f64::INFINITY,
+                    far: 0.0,
+                    tar: 0.0,
+                });
             TarAtFar {
                 far,
                 tar: point.tar,
@@ -203,10 +243,21 @@ mod tests {
 
     #[test]
     fn perfectly_separable_scores_give_full_accuracy() {
-        let scores: Vec<f64> = (0..200).map(|i| if i % 2 == 0 { 0.6 + i as f64 * 1e-3 } else { 0.4 - i as f64 * 1e-3 }).collect();
+        let scores: Vec<f64> = (0..200)
+            .map(|i| {
+                if i % 2 == 0 {
+                    0.6 + i as f64 * 1e-3
+                } else {
+                    0.4 - i as f64 * 1e-3
+                }
+            })
+            .collect();
         let same: Vec<bool> = (0..200).map(|i| i % 2 == 0).collect();
         let folds: Vec<usize> = (0..200).map(|i| i % 10).collect();
-        let pairs = ScoredPairs { scores: &scores, same: &same };
+        let pairs = ScoredPairs {
+            scores: &scores,
+            same: &same,
+        };
         let result = k_fold_accuracy(&pairs, &folds).unwrap();
         assert_eq!(result.mean, 1.0);
         assert_eq!(result.std, 0.0);
@@ -231,7 +282,10 @@ mod tests {
             same.push(true);
             folds.push(fold);
         }
-        let pairs = ScoredPairs { scores: &scores, same: &same };
+        let pairs = ScoredPairs {
+            scores: &scores,
+            same: &same,
+        };
         let result = k_fold_accuracy(&pairs, &folds).unwrap();
         assert!((result.mean - 20.0 / 21.0).abs() < 1e-12, "{}", result.mean);
         assert!(result.thresholds.iter().all(|t| (0.36..0.6).contains(t)));

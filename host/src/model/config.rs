@@ -107,12 +107,16 @@ impl ModelConfig {
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |reason: String| Err(crate::Error::InvalidInput(reason));
         if self.width <= 0.0 || !self.width.is_finite() {
-            return bad(format!("model width multiplier {} must be positive", self.width));
+            return bad(format!(
+                "model width multiplier {} must be positive",
+                self.width
+            ));
         }
         if self.stages.is_empty() || self.stages.iter().any(|s| s.repeats == 0 || s.stride == 0) {
             return bad("model stages must be non-empty with repeats and strides >= 1".into());
         }
-        if self.input_size == 0 || self.input_size % self.total_stride() != 0 {
+        let stride = self.total_stride();
+        if self.input_size == 0 || self.input_size / stride * stride != self.input_size {
             return bad(format!(
                 "model input size {} is not a multiple of the total stride {}",
                 self.input_size,
@@ -186,8 +190,21 @@ pub struct LayerShape {
 }
 
 impl LayerShape {
-    fn conv(in_channels: usize, out_channels: usize, kernel: usize, side: usize, prelu: bool) -> Self {
-        Self { in_channels, out_channels, kernel, out_side: side, depthwise: false, prelu }
+    fn conv(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        side: usize,
+        prelu: bool,
+    ) -> Self {
+        Self {
+            in_channels,
+            out_channels,
+            kernel,
+            out_side: side,
+            depthwise: false,
+            prelu,
+        }
     }
 
     fn depthwise(channels: usize, kernel: usize, side: usize, prelu: bool) -> Self {

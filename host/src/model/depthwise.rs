@@ -8,7 +8,12 @@ use rayon::prelude::*;
 
 /// Depthwise convolution of `input` [batch, channels, height, width] with `weight`
 /// [channels, 1, k, k]: square kernel, same stride and zero padding on both axes.
-pub fn depthwise_conv2d(input: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> candle_core::Result<Tensor> {
+pub fn depthwise_conv2d(
+    input: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    padding: usize,
+) -> candle_core::Result<Tensor> {
     if input.device().is_cpu() {
         let op = DepthwiseConv { stride, padding };
         input.contiguous()?.apply_op2(&weight.contiguous()?, op)
@@ -33,8 +38,14 @@ struct Geometry {
 }
 
 impl Geometry {
-    fn new(input: &[usize], weight: &[usize], stride: usize, padding: usize) -> candle_core::Result<Self> {
-        let (&[batch, channels, in_h, in_w], &[w_channels, 1, kernel, kernel_w]) = (input, weight) else {
+    fn new(
+        input: &[usize],
+        weight: &[usize],
+        stride: usize,
+        padding: usize,
+    ) -> candle_core::Result<Self> {
+        let (&[batch, channels, in_h, in_w], &[w_channels, 1, kernel, kernel_w]) = (input, weight)
+        else {
             bail!("depthwise conv: input {input:?} must be [b, c, h, w], weight {weight:?} [c, 1, k, k]")
         };
         if w_channels != channels || kernel != kernel_w || stride == 0 {
@@ -59,7 +70,9 @@ impl Geometry {
     /// Output columns `ox` for which input column `ox * stride + kx - padding` is inside.
     fn columns(&self, kx: usize) -> (usize, usize) {
         let lo = (self.padding.saturating_sub(kx)).div_ceil(self.stride);
-        let hi_excl = (self.in_w + self.padding).saturating_sub(kx).div_ceil(self.stride);
+        let hi_excl = (self.in_w + self.padding)
+            .saturating_sub(kx)
+            .div_ceil(self.stride);
         (lo, hi_excl.min(self.out_w))
     }
 
@@ -89,50 +102,79 @@ impl CustomOp2 for DepthwiseConv {
         "depthwise-conv2d"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = Geometry::new(l1.dims(), l2.dims(), self.stride, self.padding)?;
         let (input, weight) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
         let (in_plane, out_plane, k) = (g.in_h * g.in_w, g.out_h * g.out_w, g.kernel);
         let mut out = vec![0f32; g.planes * out_plane];
-        out.par_chunks_mut(out_plane).enumerate().for_each(|(plane, out)| {
-            let x = &input[plane * in_plane..][..in_plane];
-            let w = &weight[(plane % g.channels) * k * k..][..k * k];
-            for oy in 0..g.out_h {
-                let row = &mut out[oy * g.out_w..][..g.out_w];
-                for ky in 0..k {
-                    let Some(iy) = g.row(oy, ky) else { continue };
-                    let x_row = &x[iy * g.in_w..][..g.in_w];
-                    for kx in 0..k {
-                        let tap = w[ky * k + kx];
-                        let (lo, hi) = g.columns(kx);
-                        if lo >= hi {
-                            continue;
-                        }
-                        let src = &x_row[lo * g.stride + kx - g.padding..];
-                        if g.stride == 1 {
-                            row[lo..hi].iter_mut().zip(src).for_each(|(o, &v)| *o += tap * v);
-                        } else {
-                            let src = src.iter().step_by(g.stride);
-                            row[lo..hi].iter_mut().zip(src).for_each(|(o, &v)| *o += tap * v);
+        out.par_chunks_mut(out_plane)
+            .enumerate()
+            .for_each(|(plane, out)| {
+                let x = &input[plane * in_plane..][..in_plane];
+                let w = &weight[(plane % g.channels) * k * k..][..k * k];
+                for oy in 0..g.out_h {
+                    let row = &mut out[oy * g.out_w..][..g.out_w];
+                    for ky in 0..k {
+                        let Some(iy) = g.row(oy, ky) else { continue };
+                        let x_row = &x[iy * g.in_w..][..g.in_w];
+                        for kx in 0..k {
+                            let tap = w[ky * k + kx];
+                            let (lo, hi) = g.columns(kx);
+                            if lo >= hi {
+                                continue;
+                            }
+                            let src = &x_row[lo * g.stride + kx - g.padding..];
+                            if g.stride == 1 {
+                                row[lo..hi]
+                                    .iter_mut()
+                                    .zip(src)
+                                    .for_each(|(o, &v)| *o += tap * v);
+                            } else {
+                                let src = src.iter().step_by(g.stride);
+                                row[lo..hi]
+                                    .iter_mut()
+                                    .zip(src)
+                                    .for_each(|(o, &v)| *o += tap * v);
+                            }
                         }
                     }
                 }
-            }
-        });
+            });
         let shape = Shape::from((l1.dims()[0], g.channels, g.out_h, g.out_w));
         Ok((CpuStorage::F32(out), shape))
     }
 
-    fn bwd(&self, input: &Tensor, weight: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        input: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let (h, w) = (input.dim(2)?, input.dim(3)?);
         let grad_input = grad.apply_op2_no_bwd(
             weight,
-            &DepthwiseGradInput { stride: self.stride, padding: self.padding, in_h: h, in_w: w },
+            &DepthwiseGradInput {
+                stride: self.stride,
+                padding: self.padding,
+                in_h: h,
+                in_w: w,
+            },
         )?;
         let grad_weight = input.apply_op2_no_bwd(
             &grad,
-            &DepthwiseGradWeight { stride: self.stride, padding: self.padding, kernel: weight.dim(2)? },
+            &DepthwiseGradWeight {
+                stride: self.stride,
+                padding: self.padding,
+                kernel: weight.dim(2)?,
+            },
         )?;
         Ok((Some(grad_input), Some(grad_weight)))
     }
@@ -151,41 +193,56 @@ impl CustomOp2 for DepthwiseGradInput {
         "depthwise-conv2d-grad-input"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let &[batch, channels, out_h, out_w] = l1.dims() else { bail!("grad must be 4-d") };
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let &[batch, channels, out_h, out_w] = l1.dims() else {
+            bail!("grad must be 4-d")
+        };
         let input_dims = [batch, channels, self.in_h, self.in_w];
         let g = Geometry::new(&input_dims, l2.dims(), self.stride, self.padding)?;
         if (g.out_h, g.out_w) != (out_h, out_w) {
-            bail!("depthwise conv backward: grad {:?} does not fit input {input_dims:?}", l1.dims())
+            bail!(
+                "depthwise conv backward: grad {:?} does not fit input {input_dims:?}",
+                l1.dims()
+            )
         }
         let (grad, weight) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
         let (in_plane, out_plane, k) = (g.in_h * g.in_w, g.out_h * g.out_w, g.kernel);
         let mut out = vec![0f32; g.planes * in_plane];
-        out.par_chunks_mut(in_plane).enumerate().for_each(|(plane, gx)| {
-            let gy = &grad[plane * out_plane..][..out_plane];
-            let w = &weight[(plane % g.channels) * k * k..][..k * k];
-            for oy in 0..g.out_h {
-                let g_row = &gy[oy * g.out_w..][..g.out_w];
-                for ky in 0..k {
-                    let Some(iy) = g.row(oy, ky) else { continue };
-                    let x_row = &mut gx[iy * g.in_w..][..g.in_w];
-                    for kx in 0..k {
-                        let tap = w[ky * k + kx];
-                        let (lo, hi) = g.columns(kx);
-                        if lo >= hi {
-                            continue;
-                        }
-                        let dst = &mut x_row[lo * g.stride + kx - g.padding..];
-                        if g.stride == 1 {
-                            dst.iter_mut().zip(&g_row[lo..hi]).for_each(|(d, &v)| *d += tap * v);
-                        } else {
-                            let dst = dst.iter_mut().step_by(g.stride);
-                            dst.zip(&g_row[lo..hi]).for_each(|(d, &v)| *d += tap * v);
+        out.par_chunks_mut(in_plane)
+            .enumerate()
+            .for_each(|(plane, gx)| {
+                let gy = &grad[plane * out_plane..][..out_plane];
+                let w = &weight[(plane % g.channels) * k * k..][..k * k];
+                for oy in 0..g.out_h {
+                    let g_row = &gy[oy * g.out_w..][..g.out_w];
+                    for ky in 0..k {
+                        let Some(iy) = g.row(oy, ky) else { continue };
+                        let x_row = &mut gx[iy * g.in_w..][..g.in_w];
+                        for kx in 0..k {
+                            let tap = w[ky * k + kx];
+                            let (lo, hi) = g.columns(kx);
+                            if lo >= hi {
+                                continue;
+                            }
+                            let dst = &mut x_row[lo * g.stride + kx - g.padding..];
+                            if g.stride == 1 {
+                                dst.iter_mut()
+                                    .zip(&g_row[lo..hi])
+                                    .for_each(|(d, &v)| *d += tap * v);
+                            } else {
+                                let dst = dst.iter_mut().step_by(g.stride);
+                                dst.zip(&g_row[lo..hi]).for_each(|(d, &v)| *d += tap * v);
+                            }
                         }
                     }
                 }
-            }
-        });
+            });
         Ok((CpuStorage::F32(out), Shape::from(input_dims.to_vec())))
     }
 }
@@ -202,12 +259,22 @@ impl CustomOp2 for DepthwiseGradWeight {
         "depthwise-conv2d-grad-weight"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let k = self.kernel;
         let channels = l1.dims().get(1).copied().unwrap_or(0);
         let g = Geometry::new(l1.dims(), &[channels, 1, k, k], self.stride, self.padding)?;
         if l2.dims() != [l1.dims()[0], channels, g.out_h, g.out_w] {
-            bail!("depthwise conv backward: grad {:?} does not fit input {:?}", l2.dims(), l1.dims())
+            bail!(
+                "depthwise conv backward: grad {:?} does not fit input {:?}",
+                l2.dims(),
+                l1.dims()
+            )
         }
         let (input, grad) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
         let (in_plane, out_plane, batch) = (g.in_h * g.in_w, g.out_h * g.out_w, l1.dims()[0]);
@@ -231,7 +298,11 @@ impl CustomOp2 for DepthwiseGradWeight {
                             let sum: f32 = if g.stride == 1 {
                                 g_row[lo..hi].iter().zip(src).map(|(a, b)| a * b).sum()
                             } else {
-                                g_row[lo..hi].iter().zip(src.iter().step_by(g.stride)).map(|(a, b)| a * b).sum()
+                                g_row[lo..hi]
+                                    .iter()
+                                    .zip(src.iter().step_by(g.stride))
+                                    .map(|(a, b)| a * b)
+                                    .sum()
                             };
                             gw[ky * k + kx] += sum;
                         }
@@ -250,10 +321,14 @@ mod tests {
 
     fn random(shape: &[usize], seed: u64) -> Tensor {
         let count: usize = shape.iter().product();
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let values: Vec<f32> = (0..count)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
             })
             .collect();
@@ -263,13 +338,24 @@ mod tests {
     /// candle's own grouped convolution is the independent reference for the forward pass.
     #[test]
     fn forward_matches_candle_grouped_conv() {
-        for (size, kernel, stride, padding) in [(9, 3, 1, 1), (9, 3, 2, 1), (8, 3, 2, 1), (7, 7, 1, 0), (6, 2, 2, 0)] {
+        for (size, kernel, stride, padding) in [
+            (9, 3, 1, 1),
+            (9, 3, 2, 1),
+            (8, 3, 2, 1),
+            (7, 7, 1, 0),
+            (6, 2, 2, 0),
+        ] {
             let x = random(&[2, 5, size, size + 1], 1);
             let w = random(&[5, 1, kernel, kernel], 2);
             let ours = depthwise_conv2d(&x, &w, stride, padding).unwrap();
             let reference = x.conv2d(&w, padding, stride, 1, 5).unwrap();
             assert_eq!(ours.dims(), reference.dims());
-            let diff = (ours - reference).unwrap().abs().unwrap().max_all().unwrap();
+            let diff = (ours - reference)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
             assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
         }
     }
@@ -280,17 +366,35 @@ mod tests {
         for (stride, padding) in [(1, 1), (2, 1), (2, 0)] {
             let x = Var::from_tensor(&random(&[2, 3, 7, 6], 3)).unwrap();
             let w = Var::from_tensor(&random(&[3, 1, 3, 3], 4)).unwrap();
-            let probe_shape = depthwise_conv2d(&x, &w, stride, padding).unwrap().dims().to_vec();
+            let probe_shape = depthwise_conv2d(&x, &w, stride, padding)
+                .unwrap()
+                .dims()
+                .to_vec();
             let probe = random(&probe_shape, 5);
             let objective = |x: &Tensor, w: &Tensor| -> f64 {
                 let out = depthwise_conv2d(x, w, stride, padding).unwrap();
                 let value = (out * &probe).unwrap().sum_all().unwrap();
-                value.to_dtype(candle_core::DType::F64).unwrap().to_scalar::<f64>().unwrap()
+                value
+                    .to_dtype(candle_core::DType::F64)
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap()
             };
             let out = depthwise_conv2d(&x, &w, stride, padding).unwrap();
-            let grads = (out * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let grads = (out * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
             for (var, other, is_input) in [(&x, &w, true), (&w, &x, false)] {
-                let analytic = grads.get(var).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let analytic = grads
+                    .get(var)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
                 let base = var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 let eps = 1e-2f32;
                 for index in (0..base.len()).step_by(7) {
@@ -306,7 +410,11 @@ mod tests {
                         (objective(other, &plus) - objective(other, &minus)) / (2.0 * eps as f64)
                     };
                     let error = (numeric - analytic[index] as f64).abs();
-                    assert!(error < 1e-2 * (1.0 + numeric.abs()), "index {index}: {numeric} vs {}", analytic[index]);
+                    assert!(
+                        error < 1e-2 * (1.0 + numeric.abs()),
+                        "index {index}: {numeric} vs {}",
+                        analytic[index]
+                    );
                 }
             }
         }

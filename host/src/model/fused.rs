@@ -46,14 +46,29 @@ fn channel_sums(
 
 /// Training-mode batch norm of `x` with `weight` and `bias` [channels]. Returns the output
 /// and the batch mean and biased variance per channel.
-pub fn batch_norm_train(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> candle_core::Result<(Tensor, Vec<f32>, Vec<f32>)> {
+pub fn batch_norm_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> candle_core::Result<(Tensor, Vec<f32>, Vec<f32>)> {
     let x = x.contiguous()?;
     let values = x.flatten_all()?;
-    let stats = values.apply_op1_no_bwd(&ChannelStats { dims: x.dims().to_vec() })?.to_vec1::<f32>()?;
+    let stats = values
+        .apply_op1_no_bwd(&ChannelStats {
+            dims: x.dims().to_vec(),
+        })?
+        .to_vec1::<f32>()?;
     let channels = x.dim(1)?;
     let (mean, var) = (stats[..channels].to_vec(), stats[channels..].to_vec());
-    let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (*v as f64 + eps).sqrt() as f32).collect();
-    let op = BatchNormTrain { mean: Arc::new(mean.clone()), inv_std: Arc::new(inv_std) };
+    let inv_std: Vec<f32> = var
+        .iter()
+        .map(|v| 1.0 / (*v as f64 + eps).sqrt() as f32)
+        .collect();
+    let op = BatchNormTrain {
+        mean: Arc::new(mean.clone()),
+        inv_std: Arc::new(inv_std),
+    };
     let y = x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
     Ok((y, mean, var))
 }
@@ -68,7 +83,11 @@ impl CustomOp1 for ChannelStats {
         "channel-stats"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(storage, layout)?;
         let (batch, channels, plane) = split(&self.dims)?;
         let count = (batch * plane) as f64;
@@ -107,19 +126,30 @@ impl CustomOp3 for BatchNormTrain {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, weight, bias) = (contiguous(s1, l1)?, contiguous(s2, l2)?, contiguous(s3, l3)?);
+        let (x, weight, bias) = (
+            contiguous(s1, l1)?,
+            contiguous(s2, l2)?,
+            contiguous(s3, l3)?,
+        );
         let (_, channels, plane) = split(l1.dims())?;
         if weight.len() != channels || bias.len() != channels || self.mean.len() != channels {
-            bail!("batch norm: {channels} channels but {} weights", weight.len())
+            bail!(
+                "batch norm: {channels} channels but {} weights",
+                weight.len()
+            )
         }
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(plane.max(1)).enumerate().for_each(|(index, y)| {
-            let c = index % channels;
-            let scale = self.inv_std[c] * weight[c];
-            let shift = bias[c] - self.mean[c] * scale;
-            let x = &x[index * plane..][..plane];
-            y.iter_mut().zip(x).for_each(|(y, &x)| *y = x * scale + shift);
-        });
+        out.par_chunks_mut(plane.max(1))
+            .enumerate()
+            .for_each(|(index, y)| {
+                let c = index % channels;
+                let scale = self.inv_std[c] * weight[c];
+                let shift = bias[c] - self.mean[c] * scale;
+                let x = &x[index * plane..][..plane];
+                y.iter_mut()
+                    .zip(x)
+                    .for_each(|(y, &x)| *y = x * scale + shift);
+            });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -132,7 +162,10 @@ impl CustomOp3 for BatchNormTrain {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let sums_op = BatchNormGradSums { mean: self.mean.clone(), inv_std: self.inv_std.clone() };
+        let sums_op = BatchNormGradSums {
+            mean: self.mean.clone(),
+            inv_std: self.inv_std.clone(),
+        };
         let sums = x.apply_op2_no_bwd(&grad, &sums_op)?;
         let channels = x.dim(1)?;
         let grad_bias = sums.narrow(0, 0, channels)?;
@@ -159,16 +192,29 @@ impl CustomOp2 for BatchNormGradSums {
         "batch-norm-grad-sums"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (x, grad) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
         if l1.dims() != l2.dims() {
-            bail!("batch norm backward: x {:?} and grad {:?} differ", l1.dims(), l2.dims())
+            bail!(
+                "batch norm backward: x {:?} and grad {:?} differ",
+                l1.dims(),
+                l2.dims()
+            )
         }
         let sums = channel_sums(l1.dims(), |c, a, b| {
             let (m, s) = (self.mean[c], self.inv_std[c]);
-            x[a..b].iter().zip(&grad[a..b]).fold((0f64, 0f64), |(p, q), (&x, &g)| {
-                (p + g as f64, q + (g * (x - m) * s) as f64)
-            })
+            x[a..b]
+                .iter()
+                .zip(&grad[a..b])
+                .fold((0f64, 0f64), |(p, q), (&x, &g)| {
+                    (p + g as f64, q + (g * (x - m) * s) as f64)
+                })
         })?;
         let mut out: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
         out.extend(sums.iter().map(|s| s.1 as f32));
@@ -190,22 +236,30 @@ impl CustomOp2 for BatchNormGradInput {
         "batch-norm-grad-input"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (x, grad) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
         let (batch, channels, plane) = split(l1.dims())?;
         let count = (batch * plane) as f32;
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(plane.max(1)).enumerate().for_each(|(index, dx)| {
-            let c = index % channels;
-            let (m, s) = (self.mean[c], self.inv_std[c]);
-            let mean_dy = self.sums[c] / count;
-            let mean_dy_xhat = self.sums[channels + c] / count;
-            let k = self.weight[c] * s;
-            let range = index * plane..(index + 1) * plane;
-            for ((dx, &x), &g) in dx.iter_mut().zip(&x[range.clone()]).zip(&grad[range]) {
-                *dx = k * (g - mean_dy - (x - m) * s * mean_dy_xhat);
-            }
-        });
+        out.par_chunks_mut(plane.max(1))
+            .enumerate()
+            .for_each(|(index, dx)| {
+                let c = index % channels;
+                let (m, s) = (self.mean[c], self.inv_std[c]);
+                let mean_dy = self.sums[c] / count;
+                let mean_dy_xhat = self.sums[channels + c] / count;
+                let k = self.weight[c] * s;
+                let range = index * plane..(index + 1) * plane;
+                for ((dx, &x), &g) in dx.iter_mut().zip(&x[range.clone()]).zip(&grad[range]) {
+                    *dx = k * (g - mean_dy - (x - m) * s * mean_dy_xhat);
+                }
+            });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -222,24 +276,45 @@ impl CustomOp2 for Prelu {
         "prelu"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (x, slope) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
         let (_, channels, plane) = split(l1.dims())?;
         if slope.len() != channels {
             bail!("prelu: {channels} channels but {} slopes", slope.len())
         }
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(plane.max(1)).enumerate().for_each(|(index, y)| {
-            let a = slope[index % channels];
-            let x = &x[index * plane..][..plane];
-            y.iter_mut().zip(x).for_each(|(y, &x)| *y = if x > 0.0 { x } else { a * x });
-        });
+        out.par_chunks_mut(plane.max(1))
+            .enumerate()
+            .for_each(|(index, y)| {
+                let a = slope[index % channels];
+                let x = &x[index * plane..][..plane];
+                y.iter_mut()
+                    .zip(x)
+                    .for_each(|(y, &x)| *y = if x > 0.0 { x } else { a * x });
+            });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, slope: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        slope: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let grad_input = x.apply_op2_no_bwd(&grad, &PreluGradInput { slope: Arc::new(slope.to_vec1::<f32>()?) })?;
+        let grad_input = x.apply_op2_no_bwd(
+            &grad,
+            &PreluGradInput {
+                slope: Arc::new(slope.to_vec1::<f32>()?),
+            },
+        )?;
         let grad_slope = x.apply_op2_no_bwd(&grad, &PreluGradSlope)?;
         Ok((Some(grad_input), Some(grad_slope)))
     }
@@ -255,17 +330,25 @@ impl CustomOp2 for PreluGradInput {
         "prelu-grad-input"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (x, grad) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
         let (_, channels, plane) = split(l1.dims())?;
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(plane.max(1)).enumerate().for_each(|(index, dx)| {
-            let a = self.slope[index % channels];
-            let range = index * plane..(index + 1) * plane;
-            for ((dx, &x), &g) in dx.iter_mut().zip(&x[range.clone()]).zip(&grad[range]) {
-                *dx = if x > 0.0 { g } else { a * g };
-            }
-        });
+        out.par_chunks_mut(plane.max(1))
+            .enumerate()
+            .for_each(|(index, dx)| {
+                let a = self.slope[index % channels];
+                let range = index * plane..(index + 1) * plane;
+                for ((dx, &x), &g) in dx.iter_mut().zip(&x[range.clone()]).zip(&grad[range]) {
+                    *dx = if x > 0.0 { g } else { a * g };
+                }
+            });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -278,10 +361,20 @@ impl CustomOp2 for PreluGradSlope {
         "prelu-grad-slope"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (x, grad) = (contiguous(s1, l1)?, contiguous(s2, l2)?);
         let sums = channel_sums(l1.dims(), |_, a, b| {
-            let sum = x[a..b].iter().zip(&grad[a..b]).map(|(&x, &g)| (x.min(0.0) * g) as f64).sum();
+            let sum = x[a..b]
+                .iter()
+                .zip(&grad[a..b])
+                .map(|(&x, &g)| (x.min(0.0) * g) as f64)
+                .sum();
             (sum, 0.0)
         })?;
         let out: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();

@@ -26,13 +26,19 @@ impl BatchNorm {
         let bias = store.constant(&format!("{prefix}.bias"), &[channels], 0.0, true)?;
         let running_mean = store.buffer(&format!("{prefix}.running_mean"), &[channels], 0.0)?;
         let running_var = store.buffer(&format!("{prefix}.running_var"), &[channels], 1.0)?;
-        Ok(Self { weight, bias, running_mean, running_var })
+        Ok(Self {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+        })
     }
 
     /// Normalises `x` [batch, channels] or [batch, channels, h, w].
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if train && x.device().is_cpu() {
-            let (y, mean, var) = super::fused::batch_norm_train(x, &self.weight, &self.bias, BN_EPS)?;
+            let (y, mean, var) =
+                super::fused::batch_norm_train(x, &self.weight, &self.bias, BN_EPS)?;
             let device = x.device();
             let (mean, var) = (Tensor::new(mean, device)?, Tensor::new(var, device)?);
             self.update_running(&mean, &var, x.elem_count() / x.dim(1)?)?;
@@ -44,7 +50,9 @@ impl BatchNorm {
     /// The same computation with plain candle ops (any device; the reference in tests).
     pub fn forward_reference(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let channels = x.dim(1)?;
-        let view: Vec<usize> = (0..x.rank()).map(|d| if d == 1 { channels } else { 1 }).collect();
+        let view: Vec<usize> = (0..x.rank())
+            .map(|d| if d == 1 { channels } else { 1 })
+            .collect();
         let reduce: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
         let (mean, var) = if train {
             let mean = x.mean_keepdim(reduce.as_slice())?;
@@ -54,11 +62,20 @@ impl BatchNorm {
             (mean, var)
         } else {
             let view = view.as_slice();
-            (self.running_mean.reshape(view)?, self.running_var.reshape(view)?)
+            (
+                self.running_mean.reshape(view)?,
+                self.running_var.reshape(view)?,
+            )
         };
         let view = view.as_slice();
-        let scale = (var + BN_EPS)?.sqrt()?.recip()?.broadcast_mul(&self.weight.reshape(view)?)?;
-        let shift = self.bias.reshape(view)?.broadcast_sub(&mean.broadcast_mul(&scale)?)?;
+        let scale = (var + BN_EPS)?
+            .sqrt()?
+            .recip()?
+            .broadcast_mul(&self.weight.reshape(view)?)?;
+        let shift = self
+            .bias
+            .reshape(view)?
+            .broadcast_sub(&mean.broadcast_mul(&scale)?)?;
         Ok(x.broadcast_mul(&scale)?.broadcast_add(&shift)?)
     }
 
@@ -66,8 +83,10 @@ impl BatchNorm {
         let unbiased = count as f64 / (count.max(2) - 1) as f64;
         let mean = mean.detach().flatten_all()?;
         let var = (var.detach().flatten_all()? * unbiased)?;
-        let new_mean = ((self.running_mean.as_tensor() * (1.0 - BN_MOMENTUM))? + (mean * BN_MOMENTUM)?)?;
-        let new_var = ((self.running_var.as_tensor() * (1.0 - BN_MOMENTUM))? + (var * BN_MOMENTUM)?)?;
+        let new_mean =
+            ((self.running_mean.as_tensor() * (1.0 - BN_MOMENTUM))? + (mean * BN_MOMENTUM)?)?;
+        let new_var =
+            ((self.running_var.as_tensor() * (1.0 - BN_MOMENTUM))? + (var * BN_MOMENTUM)?)?;
         self.running_mean.set(&new_mean)?;
         self.running_var.set(&new_var)?;
         Ok(())
@@ -85,8 +104,12 @@ pub fn prelu(x: &Tensor, slope: &Tensor) -> Result<Tensor> {
 /// PReLU with plain candle ops (any device; the reference in tests).
 pub fn prelu_reference(x: &Tensor, slope: &Tensor) -> Result<Tensor> {
     let channels = slope.dim(0)?;
-    let view: Vec<usize> = (0..x.rank()).map(|d| if d == 1 { channels } else { 1 }).collect();
-    let negative = x.minimum(0f32)?.broadcast_mul(&slope.reshape(view.as_slice())?)?;
+    let view: Vec<usize> = (0..x.rank())
+        .map(|d| if d == 1 { channels } else { 1 })
+        .collect();
+    let negative = x
+        .minimum(0f32)?
+        .broadcast_mul(&slope.reshape(view.as_slice())?)?;
     Ok((x.relu()? + negative)?)
 }
 
@@ -141,18 +164,32 @@ impl ConvUnit {
         let weight = store.uniform(&format!("{prefix}.conv.weight"), &shape, bound)?;
         let bn = BatchNorm::new(store, &format!("{prefix}.bn"), out_channels)?;
         let slope = if prelu {
-            Some(store.constant(&format!("{prefix}.prelu.weight"), &[out_channels], 0.25, true)?)
+            Some(store.constant(
+                &format!("{prefix}.prelu.weight"),
+                &[out_channels],
+                0.25,
+                true,
+            )?)
         } else {
             None
         };
-        Ok(Self { kind, weight, bn, slope })
+        Ok(Self {
+            kind,
+            weight,
+            bn,
+            slope,
+        })
     }
 
     /// `x` [batch, in, h, w] to [batch, out, h', w'].
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = match self.kind {
-            ConvKind::Dense { stride, padding } => super::im2col::conv2d(x, &self.weight, stride, padding)?,
-            ConvKind::Depthwise { stride, padding } => depthwise_conv2d(x, &self.weight, stride, padding)?,
+            ConvKind::Dense { stride, padding } => {
+                super::im2col::conv2d(x, &self.weight, stride, padding)?
+            }
+            ConvKind::Depthwise { stride, padding } => {
+                depthwise_conv2d(x, &self.weight, stride, padding)?
+            }
             ConvKind::Pointwise => super::pointwise::pointwise_conv(x, &self.weight)?,
         };
         let y = self.bn.forward(&y, train)?;
@@ -174,7 +211,14 @@ mod tests {
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
     }
 
     /// The fused kernels against candle autograd through plain ops, values and gradients.
@@ -188,11 +232,30 @@ mod tests {
             let x = Var::from_tensor(&random(shape, 2)).unwrap();
             let probe = random(shape, 3);
             let run = |fused: bool| {
-                let y = if fused { bn.forward(&x, true).unwrap() } else { bn.forward_reference(&x, true).unwrap() };
-                let y = if fused { prelu(&y, &slope).unwrap() } else { prelu_reference(&y, &slope).unwrap() };
-                let grads = (&y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+                let y = if fused {
+                    bn.forward(&x, true).unwrap()
+                } else {
+                    bn.forward_reference(&x, true).unwrap()
+                };
+                let y = if fused {
+                    prelu(&y, &slope).unwrap()
+                } else {
+                    prelu_reference(&y, &slope).unwrap()
+                };
+                let grads = (&y * &probe)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
                 let get = |t: &Tensor| grads.get(t).unwrap().clone();
-                (y, get(x.as_tensor()), get(&bn.weight), get(&bn.bias), get(&slope))
+                (
+                    y,
+                    get(x.as_tensor()),
+                    get(&bn.weight),
+                    get(&bn.bias),
+                    get(&slope),
+                )
             };
             let (a, b) = (run(true), run(false));
             assert!(max_diff(&a.0, &b.0) < 1e-5);

@@ -52,10 +52,29 @@ impl MobileFaceNet {
         let mut store = ParamStore::new(seed, device);
         let s = &mut store;
         let stem_channels = config.scaled(config.stem_channels);
-        let dense = ConvKind::Dense { stride: 2, padding: 1 };
-        let stem = ConvUnit::new(s, "stem", dense, config.input_channels, stem_channels, 3, true)?;
+        let dense = ConvKind::Dense {
+            stride: 2,
+            padding: 1,
+        };
+        let stem = ConvUnit::new(
+            s,
+            "stem",
+            dense,
+            config.input_channels,
+            stem_channels,
+            3,
+            true,
+        )?;
         let depthwise = |stride| ConvKind::Depthwise { stride, padding: 1 };
-        let stem_dw = ConvUnit::new(s, "stem_dw", depthwise(1), stem_channels, stem_channels, 3, true)?;
+        let stem_dw = ConvUnit::new(
+            s,
+            "stem_dw",
+            depthwise(1),
+            stem_channels,
+            stem_channels,
+            3,
+            true,
+        )?;
 
         let mut blocks = Vec::new();
         let mut channels = stem_channels;
@@ -67,9 +86,33 @@ impl MobileFaceNet {
                 let prefix = format!("blocks.{}", blocks.len());
                 let pw = ConvKind::Pointwise;
                 blocks.push(Bottleneck {
-                    expand: ConvUnit::new(s, &format!("{prefix}.expand"), pw, channels, hidden, 1, true)?,
-                    depthwise: ConvUnit::new(s, &format!("{prefix}.depthwise"), depthwise(stride), hidden, hidden, 3, true)?,
-                    project: ConvUnit::new(s, &format!("{prefix}.project"), pw, hidden, out, 1, false)?,
+                    expand: ConvUnit::new(
+                        s,
+                        &format!("{prefix}.expand"),
+                        pw,
+                        channels,
+                        hidden,
+                        1,
+                        true,
+                    )?,
+                    depthwise: ConvUnit::new(
+                        s,
+                        &format!("{prefix}.depthwise"),
+                        depthwise(stride),
+                        hidden,
+                        hidden,
+                        3,
+                        true,
+                    )?,
+                    project: ConvUnit::new(
+                        s,
+                        &format!("{prefix}.project"),
+                        pw,
+                        hidden,
+                        out,
+                        1,
+                        false,
+                    )?,
                     residual: stride == 1 && channels == out,
                 });
                 channels = out;
@@ -77,14 +120,39 @@ impl MobileFaceNet {
         }
 
         let head = config.scaled(config.head_channels);
-        let final_conv = ConvUnit::new(s, "final_conv", ConvKind::Pointwise, channels, head, 1, true)?;
+        let final_conv = ConvUnit::new(
+            s,
+            "final_conv",
+            ConvKind::Pointwise,
+            channels,
+            head,
+            1,
+            true,
+        )?;
         let side = config.final_map_size();
-        let global = ConvKind::Depthwise { stride: 1, padding: 0 };
+        let global = ConvKind::Depthwise {
+            stride: 1,
+            padding: 0,
+        };
         let gdc = ConvUnit::new(s, "gdc", global, head, head, side, false)?;
         let bound = (6.0 / head as f32).sqrt();
-        let linear = s.uniform("embedding.linear.weight", &[config.embedding_dim, head], bound)?;
+        let linear = s.uniform(
+            "embedding.linear.weight",
+            &[config.embedding_dim, head],
+            bound,
+        )?;
         let embedding_bn = BatchNorm::new(s, "embedding.bn", config.embedding_dim)?;
-        Ok(Self { config: config.clone(), store, stem, stem_dw, blocks, final_conv, gdc, linear, embedding_bn })
+        Ok(Self {
+            config: config.clone(),
+            store,
+            stem,
+            stem_dw,
+            blocks,
+            final_conv,
+            gdc,
+            linear,
+            embedding_bn,
+        })
     }
 
     /// The configuration the network was built from.

@@ -36,12 +36,20 @@ impl ParamStore {
     /// A trainable tensor drawn uniformly from `[-bound, bound]`.
     pub fn uniform(&mut self, name: &str, shape: &[usize], bound: f32) -> Result<Tensor> {
         let count = shape.iter().product::<usize>();
-        let values: Vec<f32> = (0..count).map(|_| self.rng.random_range(-bound..=bound)).collect();
+        let values: Vec<f32> = (0..count)
+            .map(|_| self.rng.random_range(-bound..=bound))
+            .collect();
         self.insert(name, Tensor::from_vec(values, shape, &self.device)?, true)
     }
 
     /// A tensor filled with `value`, trainable or a buffer.
-    pub fn constant(&mut self, name: &str, shape: &[usize], value: f32, trainable: bool) -> Result<Tensor> {
+    pub fn constant(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        value: f32,
+        trainable: bool,
+    ) -> Result<Tensor> {
         let tensor = Tensor::full(value, shape, &self.device)?;
         self.insert(name, tensor, trainable)
     }
@@ -54,7 +62,9 @@ impl ParamStore {
 
     fn insert(&mut self, name: &str, value: Tensor, trainable: bool) -> Result<Tensor> {
         if self.vars.contains_key(name) {
-            return Err(Error::InvalidInput(format!("parameter '{name}' defined twice")));
+            return Err(Error::InvalidInput(format!(
+                "parameter '{name}' defined twice"
+            )));
         }
         let var = Var::from_tensor(&value)?;
         let tensor = var.as_tensor().clone();
@@ -85,7 +95,10 @@ impl ParamStore {
 
     /// All values (trainable and buffers) by name, for saving.
     pub fn tensors(&self) -> HashMap<String, Tensor> {
-        self.vars.iter().map(|(name, var)| (name.clone(), var.as_tensor().clone())).collect()
+        self.vars
+            .iter()
+            .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+            .collect()
     }
 
     /// Writes every value to a safetensors file.
@@ -106,9 +119,9 @@ impl ParamStore {
     /// source in errors.
     pub fn assign(&self, tensors: &HashMap<String, Tensor>, origin: &str) -> Result<()> {
         for (name, var) in &self.vars {
-            let value = tensors.get(name).ok_or_else(|| {
-                Error::InvalidInput(format!("'{origin}' has no tensor '{name}'"))
-            })?;
+            let value = tensors
+                .get(name)
+                .ok_or_else(|| Error::InvalidInput(format!("'{origin}' has no tensor '{name}'")))?;
             if value.dims() != var.dims() {
                 return Err(Error::InvalidInput(format!(
                     "'{origin}': tensor '{name}' is {:?}, the model expects {:?}",

@@ -57,7 +57,12 @@ pub struct InputSpec {
 
 impl Default for InputSpec {
     fn default() -> Self {
-        Self { layout: "NCHW".into(), channels: "RGB".into(), mean: 0.5, std: 0.5 }
+        Self {
+            layout: "NCHW".into(),
+            channels: "RGB".into(),
+            mean: 0.5,
+            std: 0.5,
+        }
     }
 }
 
@@ -105,7 +110,10 @@ pub fn latest(out: &Path) -> Result<Option<PathBuf>> {
     for entry in entries {
         let path = entry.map_err(|e| Error::io(&root, e))?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let Some(epoch) = name.strip_prefix("epoch-").and_then(|n| n.parse::<usize>().ok()) else {
+        let Some(epoch) = name
+            .strip_prefix("epoch-")
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
             continue;
         };
         if best.as_ref().is_none_or(|(b, _)| epoch > *b) {
@@ -128,7 +136,8 @@ pub fn save(
         fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
     fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let json = serde_json::to_string_pretty(config).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let json =
+        serde_json::to_string_pretty(config).map_err(|e| Error::InvalidInput(e.to_string()))?;
     fs::write(tmp.join("config.json"), json).map_err(|e| Error::io(tmp.join("config.json"), e))?;
     model.params().save(&tmp.join("model.safetensors"))?;
     head.save(&tmp.join("head.safetensors"))?;
@@ -143,11 +152,18 @@ pub fn save(
 
 /// Reads `config.json` from a checkpoint directory (or the directory of a given file).
 pub fn read_config(path: &Path) -> Result<(PathBuf, CheckpointConfig)> {
-    let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().unwrap_or(Path::new(".")).to_path_buf()
+    };
     let file = dir.join("config.json");
     let text = fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
-    let config: CheckpointConfig = serde_json::from_str(&text)
-        .map_err(|e| Error::Parse { path: file.clone(), line: e.line(), reason: e.to_string() })?;
+    let config: CheckpointConfig = serde_json::from_str(&text).map_err(|e| Error::Parse {
+        path: file.clone(),
+        line: e.line(),
+        reason: e.to_string(),
+    })?;
     if config.format != FORMAT || config.version != 1 {
         return Err(Error::Unsupported(format!(
             "'{}' is format '{}' version {}, expected '{FORMAT}' version 1",
@@ -162,7 +178,10 @@ pub fn read_config(path: &Path) -> Result<(PathBuf, CheckpointConfig)> {
 /// Loads the backbone of a checkpoint (directory, or any file inside it) onto `device`.
 /// An `.onnx` model is not read here yet: it returns [`Error::Unsupported`].
 pub fn load_model(path: &Path, device: &Device) -> Result<(MobileFaceNet, CheckpointConfig)> {
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    {
         return Err(Error::Unsupported(format!(
             "'{}': evaluating ONNX models is not implemented yet; pass a checkpoint directory",
             path.display()

@@ -9,7 +9,9 @@ pub fn write(metrics: &Path, out_dir: &Path) -> Result<()> {
     let text = std::fs::read_to_string(metrics).map_err(|e| Error::io(metrics, e))?;
     let (mut step_loss, mut epoch_loss, mut epoch_accuracy) = (Vec::new(), Vec::new(), Vec::new());
     for line in text.lines() {
-        let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         let number = |key: &str| record[key].as_f64();
         match record["kind"].as_str() {
             Some("step") => {
@@ -18,7 +20,9 @@ pub fn write(metrics: &Path, out_dir: &Path) -> Result<()> {
                 }
             }
             Some("epoch") => {
-                if let (Some(epoch), Some(loss), Some(acc)) = (number("epoch"), number("loss"), number("accuracy")) {
+                if let (Some(epoch), Some(loss), Some(acc)) =
+                    (number("epoch"), number("loss"), number("accuracy"))
+                {
                     epoch_loss.push((epoch + 1.0, loss));
                     epoch_accuracy.push((epoch + 1.0, 100.0 * acc));
                 }
@@ -35,12 +39,33 @@ pub fn write(metrics: &Path, out_dir: &Path) -> Result<()> {
         .map(|(step, loss)| (step / steps_per_epoch, loss))
         .collect();
     let loss = [
-        Series { label: "per step (moving mean of 20)", points: step_curve },
-        Series { label: "epoch mean", points: epoch_loss },
+        Series {
+            label: "per step (moving mean of 20)",
+            points: step_curve,
+        },
+        Series {
+            label: "epoch mean",
+            points: epoch_loss,
+        },
     ];
-    line_chart(&out_dir.join("loss.png"), "training loss", "epoch", "loss", &loss)?;
-    let accuracy = [Series { label: "train accuracy", points: epoch_accuracy }];
-    line_chart(&out_dir.join("accuracy.png"), "training accuracy", "epoch", "accuracy (%)", &accuracy)
+    line_chart(
+        &out_dir.join("loss.png"),
+        "training loss",
+        "epoch",
+        "loss",
+        &loss,
+    )?;
+    let accuracy = [Series {
+        label: "train accuracy",
+        points: epoch_accuracy,
+    }];
+    line_chart(
+        &out_dir.join("accuracy.png"),
+        "training accuracy",
+        "epoch",
+        "accuracy (%)",
+        &accuracy,
+    )
 }
 
 fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {

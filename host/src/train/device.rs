@@ -20,8 +20,7 @@ pub fn open(kind: DeviceKind) -> Result<Device> {
             "--device cuda: this facelock was built without CUDA; rebuild with `--features cuda`"
                 .into(),
         )),
-        DeviceKind::Cuda => Device::new_cuda(0).map_err(|e| {
-            Error::Unsupported(format!("--device cuda: no usable CUDA GPU ({e})"))
-        }),
+        DeviceKind::Cuda => Device::new_cuda(0)
+            .map_err(|e| Error::Unsupported(format!("--device cuda: no usable CUDA GPU ({e})"))),
     }
 }

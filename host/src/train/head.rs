@@ -25,7 +25,12 @@ impl ClassifierHead {
             LossKind::Softmax => Some(store.constant("bias", &[config.classes], 0.0, true)?),
             _ => None,
         };
-        Ok(Self { config, store, weight, bias })
+        Ok(Self {
+            config,
+            store,
+            weight,
+            bias,
+        })
     }
 
     /// Class weights [classes, dim].
@@ -35,8 +40,13 @@ impl ClassifierHead {
 
     fn head(&self, margin: f32) -> Head {
         match self.config.loss {
-            LossKind::AmSoftmax => Head::AmSoftmax { scale: self.config.scale, margin },
-            LossKind::NormSoftmax => Head::NormSoftmax { scale: self.config.scale },
+            LossKind::AmSoftmax => Head::AmSoftmax {
+                scale: self.config.scale,
+                margin,
+            },
+            LossKind::NormSoftmax => Head::NormSoftmax {
+                scale: self.config.scale,
+            },
             LossKind::Softmax => Head::Softmax,
         }
     }
@@ -45,11 +55,15 @@ impl ClassifierHead {
 impl Objective for ClassifierHead {
     fn loss(&self, embeddings: &Tensor, labels: &Tensor, margin: f32) -> Result<(Tensor, usize)> {
         let loss = match (&self.config.loss, &self.bias) {
-            (LossKind::Softmax, Some(bias)) => loss::softmax_loss(embeddings, &self.weight, bias, labels)?,
+            (LossKind::Softmax, Some(bias)) => {
+                loss::softmax_loss(embeddings, &self.weight, bias, labels)?
+            }
             (LossKind::NormSoftmax, _) => {
                 loss::am_softmax_loss(embeddings, &self.weight, labels, self.config.scale, 0.0)?
             }
-            _ => loss::am_softmax_loss(embeddings, &self.weight, labels, self.config.scale, margin)?,
+            _ => {
+                loss::am_softmax_loss(embeddings, &self.weight, labels, self.config.scale, margin)?
+            }
         };
         let correct = loss::top1_correct(
             &self.head(margin),

@@ -11,7 +11,10 @@ impl BatchSource for BatchLoader {
     fn epoch(&mut self, epoch: usize) -> Result<Box<dyn Iterator<Item = Result<TrainBatch>> + '_>> {
         let batches = BatchLoader::epoch(self, epoch as u64);
         Ok(Box::new(batches.map(|batch| {
-            batch.map(|b| TrainBatch { images: b.images, labels: b.labels })
+            batch.map(|b| TrainBatch {
+                images: b.images,
+                labels: b.labels,
+            })
         })))
     }
 }

@@ -22,14 +22,21 @@ impl Sgd {
         for (name, var) in &vars {
             velocity.insert(name.clone(), var.zeros_like()?);
         }
-        Ok(Self { vars, velocity, momentum, weight_decay })
+        Ok(Self {
+            vars,
+            velocity,
+            momentum,
+            weight_decay,
+        })
     }
 
     /// Applies one update with learning rate `lr` from the gradients in `grads`. A variable
     /// without a gradient (unused this step) is left unchanged.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         for (name, var) in &self.vars {
-            let Some(grad) = grads.get(var.as_tensor()) else { continue };
+            let Some(grad) = grads.get(var.as_tensor()) else {
+                continue;
+            };
             let mut grad = grad.clone();
             if self.weight_decay > 0.0 && var.rank() >= 2 {
                 grad = (grad + (var.as_tensor() * self.weight_decay)?)?;
@@ -44,7 +51,10 @@ impl Sgd {
 
     /// Velocity buffers by name (`momentum.{name}`), for checkpoints.
     pub fn state(&self) -> HashMap<String, Tensor> {
-        self.velocity.iter().map(|(name, v)| (format!("momentum.{name}"), v.clone())).collect()
+        self.velocity
+            .iter()
+            .map(|(name, v)| (format!("momentum.{name}"), v.clone()))
+            .collect()
     }
 
     /// Restores velocity buffers written by [`Sgd::state`]; `origin` names the file in errors.
@@ -80,12 +90,27 @@ mod tests {
         let mut expected_w = 1f64;
         let mut v = 0f64;
         for _ in 0..2 {
-            let grads = w.as_tensor().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let grads = w
+                .as_tensor()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
             sgd.step(&grads, 0.1).unwrap();
             v = 0.9 * v + 2.0 * expected_w + 0.5 * expected_w;
             expected_w -= 0.1 * v;
-            let got = w.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
-            assert!((got as f64 - expected_w).abs() < 1e-6, "{got} vs {expected_w}");
+            let got = w
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()[0];
+            assert!(
+                (got as f64 - expected_w).abs() < 1e-6,
+                "{got} vs {expected_w}"
+            );
         }
     }
 }

@@ -95,7 +95,10 @@ mod tests {
 
     #[test]
     fn step_decay_and_margin_ramp() {
-        let s = schedule(Decay::Step { milestones: vec![2, 4], gamma: 0.1 });
+        let s = schedule(Decay::Step {
+            milestones: vec![2, 4],
+            gamma: 0.1,
+        });
         assert!((s.lr(15) - 0.1).abs() < 1e-12);
         assert!((s.lr(25) - 0.01).abs() < 1e-12);
         assert!((s.lr(45) - 0.001).abs() < 1e-12);

@@ -26,13 +26,17 @@ impl SyntheticIdentities {
         let s = self.size;
         let hue = identity as f32 * 0.618_034 % 1.0;
         let colour = |phase: f32| -> [f32; 3] {
-            let channel = |k: f32| 0.5 + 0.45 * (std::f32::consts::TAU * (hue + phase + k / 3.0)).cos();
+            let channel =
+                |k: f32| 0.5 + 0.45 * (std::f32::consts::TAU * (hue + phase + k / 3.0)).cos();
             [channel(0.0), channel(1.0), channel(2.0)]
         };
         let (fore, back) = (colour(0.0), colour(0.5));
         let pattern = identity % 4;
         let frequency = 2.0 + (identity / 4 % 3) as f32;
-        let (dx, dy) = (rng.random_range(-2.0..2.0f32), rng.random_range(-2.0..2.0f32));
+        let (dx, dy) = (
+            rng.random_range(-2.0..2.0f32),
+            rng.random_range(-2.0..2.0f32),
+        );
         let contrast = rng.random_range(0.8..1.2f32);
         let mut out = vec![0f32; 3 * s * s];
         for y in 0..s {
@@ -57,8 +61,14 @@ impl SyntheticIdentities {
 
     /// A batch of the given labels, drawn with `rng`.
     pub fn batch(&self, labels: &[u32], rng: &mut StdRng) -> TrainBatch {
-        let images = labels.iter().flat_map(|&l| self.image(l as usize, rng)).collect();
-        TrainBatch { images, labels: labels.to_vec() }
+        let images = labels
+            .iter()
+            .flat_map(|&l| self.image(l as usize, rng))
+            .collect();
+        TrainBatch {
+            images,
+            labels: labels.to_vec(),
+        }
     }
 }
 
@@ -68,13 +78,22 @@ impl BatchSource for SyntheticIdentities {
     }
 
     fn epoch(&mut self, epoch: usize) -> Result<Box<dyn Iterator<Item = Result<TrainBatch>> + '_>> {
-        let mut rng = StdRng::seed_from_u64(self.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let mut labels: Vec<u32> =
-            (0..self.identities * self.samples_per_identity).map(|i| (i % self.identities) as u32).collect();
+        let mut rng =
+            StdRng::seed_from_u64(self.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut labels: Vec<u32> = (0..self.identities * self.samples_per_identity)
+            .map(|i| (i % self.identities) as u32)
+            .collect();
         for i in (1..labels.len()).rev() {
             labels.swap(i, rng.random_range(0..=i));
         }
-        let chunks: Vec<Vec<u32>> = labels.chunks(self.batch_size).map(<[u32]>::to_vec).collect();
-        Ok(Box::new(chunks.into_iter().map(move |chunk| Ok(self.batch(&chunk, &mut rng)))))
+        let chunks: Vec<Vec<u32>> = labels
+            .chunks(self.batch_size)
+            .map(<[u32]>::to_vec)
+            .collect();
+        Ok(Box::new(
+            chunks
+                .into_iter()
+                .map(move |chunk| Ok(self.batch(&chunk, &mut rng))),
+        ))
     }
 }

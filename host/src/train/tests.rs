@@ -23,16 +23,30 @@ struct TestHead {
 
 impl TestHead {
     fn new(classes: usize, dim: usize, seed: u64) -> Self {
-        let config = HeadConfig { loss: LossKind::AmSoftmax, scale: 16.0, margin: 0.2, classes };
+        let config = HeadConfig {
+            loss: LossKind::AmSoftmax,
+            scale: 16.0,
+            margin: 0.2,
+            classes,
+        };
         let head = ClassifierHead::new(config, dim, seed, &Device::Cpu).unwrap();
-        Self { head, poison_after: None, calls: Cell::new(0) }
+        Self {
+            head,
+            poison_after: None,
+            calls: Cell::new(0),
+        }
     }
 
     /// Nearest class weight by cosine for each row of `embeddings`.
     fn identify(&self, embeddings: &Tensor) -> Vec<u32> {
         let weight = self.head.weight();
-        let normalise = |t: &Tensor| t.broadcast_div(&t.sqr().unwrap().sum_keepdim(1).unwrap().sqrt().unwrap()).unwrap();
-        let cos = normalise(embeddings).matmul(&normalise(weight).t().unwrap()).unwrap();
+        let normalise = |t: &Tensor| {
+            t.broadcast_div(&t.sqr().unwrap().sum_keepdim(1).unwrap().sqrt().unwrap())
+                .unwrap()
+        };
+        let cos = normalise(embeddings)
+            .matmul(&normalise(weight).t().unwrap())
+            .unwrap();
         cos.argmax(D::Minus1).unwrap().to_vec1::<u32>().unwrap()
     }
 }
@@ -57,10 +71,21 @@ impl Objective for TestHead {
 }
 
 fn data(identities: usize, samples: usize, seed: u64) -> SyntheticIdentities {
-    SyntheticIdentities { identities, samples_per_identity: samples, size: 32, batch_size: 32, seed }
+    SyntheticIdentities {
+        identities,
+        samples_per_identity: samples,
+        size: 32,
+        batch_size: 32,
+        seed,
+    }
 }
 
-fn options(out: &std::path::Path, epochs: usize, steps_per_epoch: usize, resume: bool) -> TrainOptions {
+fn options(
+    out: &std::path::Path,
+    epochs: usize,
+    steps_per_epoch: usize,
+    resume: bool,
+) -> TrainOptions {
     TrainOptions {
         schedule: Schedule {
             base_lr: 0.1,
@@ -89,11 +114,23 @@ fn one_step_lowers_the_loss_on_a_fixed_batch() {
     let batch = source.batch(&labels, &mut StdRng::seed_from_u64(4));
     let images = Tensor::from_vec(batch.images, (32, 3, 32, 32), &Device::Cpu).unwrap();
     let labels = Tensor::from_vec(batch.labels, 32, &Device::Cpu).unwrap();
-    let mut vars: Vec<_> = model.params().trainable().map(|(n, v)| (n.to_string(), v.clone())).collect();
-    vars.extend(head.params().trainable().map(|(n, v)| (format!("head.{n}"), v.clone())));
+    let mut vars: Vec<_> = model
+        .params()
+        .trainable()
+        .map(|(n, v)| (n.to_string(), v.clone()))
+        .collect();
+    vars.extend(
+        head.params()
+            .trainable()
+            .map(|(n, v)| (format!("head.{n}"), v.clone())),
+    );
     let mut sgd = Sgd::new(vars, 0.9, 0.0).unwrap();
 
-    let loss = |margin| head.loss(&model.forward(&images, true).unwrap(), &labels, margin).unwrap().0;
+    let loss = |margin| {
+        head.loss(&model.forward(&images, true).unwrap(), &labels, margin)
+            .unwrap()
+            .0
+    };
     let before = loss(0.2);
     sgd.step(&before.backward().unwrap(), 0.05).unwrap();
     let after = loss(0.2).to_scalar::<f32>().unwrap();
@@ -108,7 +145,13 @@ fn tiny_model_learns_generated_identities() {
     let head = TestHead::new(12, 32, 2);
     let mut source = data(12, 16, 3);
     let steps = super::BatchSource::batches_per_epoch(&source);
-    let summaries = train(&model, &head, &mut source, &options(dir.path(), 6, steps, false)).unwrap();
+    let summaries = train(
+        &model,
+        &head,
+        &mut source,
+        &options(dir.path(), 6, steps, false),
+    )
+    .unwrap();
     assert_eq!(summaries.len(), 6);
 
     // Identification of fresh samples (eval-mode BN) by the nearest class weight.
@@ -117,7 +160,11 @@ fn tiny_model_learns_generated_identities() {
     let images = Tensor::from_vec(batch.images, (240, 3, 32, 32), &Device::Cpu).unwrap();
     let embeddings = model.forward(&images, false).unwrap();
     let predicted = head.identify(&embeddings);
-    let correct = predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
+    let correct = predicted
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| p == l)
+        .count();
     let accuracy = correct as f64 / labels.len() as f64;
     assert!(accuracy >= 0.95, "identification accuracy {accuracy}");
     assert!(dir.path().join("loss.png").exists() && dir.path().join("accuracy.png").exists());
@@ -141,11 +188,24 @@ fn resumed_run_continues_from_the_saved_step() {
     assert_eq!((config.epoch, config.step), (2, 4));
     for (name, tensor) in reference.params().tensors() {
         let other = &resumed.params().tensors()[&name];
-        let diff = (&tensor - other).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (&tensor - other)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(diff < 1e-4, "{name} differs by {diff}");
     }
     let lines = std::fs::read_to_string(split.path().join("metrics.jsonl")).unwrap();
-    assert_eq!(lines.lines().filter(|l| l.contains("\"kind\":\"step\"")).count(), 4);
+    assert_eq!(
+        lines
+            .lines()
+            .filter(|l| l.contains("\"kind\":\"step\""))
+            .count(),
+        4
+    );
 }
 
 #[test]
@@ -155,8 +215,20 @@ fn nan_loss_stops_and_keeps_the_last_good_checkpoint() {
     let mut head = TestHead::new(4, 32, 2);
     head.poison_after = Some(3);
     let mut source = data(4, 16, 3);
-    let error = train(&model, &head, &mut source, &options(dir.path(), 3, 2, false)).unwrap_err();
-    let Error::NonFiniteLoss { epoch, step, last_checkpoint, .. } = &error else {
+    let error = train(
+        &model,
+        &head,
+        &mut source,
+        &options(dir.path(), 3, 2, false),
+    )
+    .unwrap_err();
+    let Error::NonFiniteLoss {
+        epoch,
+        step,
+        last_checkpoint,
+        ..
+    } = &error
+    else {
         panic!("unexpected error {error}")
     };
     assert_eq!((*epoch, *step), (1, 3));

@@ -113,10 +113,16 @@ pub fn train(
     if options.resume {
         if let Some(dir) = checkpoint::latest(&options.out_dir)? {
             (epoch, step) = restore(&dir, model, objective, &mut sgd, &device)?;
-            tracing::info!("resuming from {} (epoch {epoch}, step {step})", dir.display());
+            tracing::info!(
+                "resuming from {} (epoch {epoch}, step {step})",
+                dir.display()
+            );
             last_checkpoint = Some(dir);
         } else {
-            tracing::warn!("--resume: no checkpoint in {}, starting fresh", options.out_dir.display());
+            tracing::warn!(
+                "--resume: no checkpoint in {}, starting fresh",
+                options.out_dir.display()
+            );
         }
     }
 
@@ -131,7 +137,12 @@ pub fn train(
     let schedule = &options.schedule;
     let mut summaries = Vec::new();
     while epoch < schedule.epochs {
-        let bar = progress_bar(options.progress, source.batches_per_epoch(), epoch, schedule.epochs);
+        let bar = progress_bar(
+            options.progress,
+            source.batches_per_epoch(),
+            epoch,
+            schedule.epochs,
+        );
         let started = Instant::now();
         let (mut loss_sum, mut correct, mut seen, mut batches) = (0f64, 0usize, 0usize, 0usize);
         for batch in source.epoch(epoch)? {
@@ -155,7 +166,12 @@ pub fn train(
             let value = loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?;
             if !value.is_finite() {
                 bar.abandon();
-                return Err(Error::NonFiniteLoss { value, epoch, step, last_checkpoint });
+                return Err(Error::NonFiniteLoss {
+                    value,
+                    epoch,
+                    step,
+                    last_checkpoint,
+                });
             }
             let grads = loss.backward()?;
             sgd.step(&grads, lr)?;
@@ -185,7 +201,9 @@ pub fn train(
         }
         bar.finish_and_clear();
         if batches == 0 {
-            return Err(Error::InvalidInput("the training data gave no batches".into()));
+            return Err(Error::InvalidInput(
+                "the training data gave no batches".into(),
+            ));
         }
 
         let seconds = started.elapsed().as_secs_f64();
@@ -197,7 +215,8 @@ pub fn train(
             seconds,
             images_per_second: seen as f64 / seconds.max(1e-9),
         };
-        let mut line = serde_json::to_value(&summary).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let mut line =
+            serde_json::to_value(&summary).map_err(|e| Error::InvalidInput(e.to_string()))?;
         line["kind"] = "epoch".into();
         write_json(&mut metrics, &metrics_path, &line)?;
         tracing::info!(
