@@ -102,6 +102,9 @@ fn verification(model: &MobileFaceNet, root: &std::path::Path) -> VerificationRe
     .unwrap()
 }
 
+/// Measured here (2 shared cores, dev profile): 8 epochs in 82 s, train accuracy 99.7 %,
+/// held-out 10-fold verification accuracy 84.4 % (70.7 % before training), AUC 0.915.
+/// The assertion leaves some room below that.
 #[test]
 #[ignore = "needs FACELOCK_DATA"]
 fn short_orl_training_verifies_held_out_identities() {
