@@ -24,3 +24,18 @@ pub fn open(kind: DeviceKind) -> Result<Device> {
             .map_err(|e| Error::Unsupported(format!("--device cuda: no usable CUDA GPU ({e})"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuda_without_the_feature_is_a_clear_error() {
+        if cfg!(feature = "cuda") {
+            return;
+        }
+        let error = open(DeviceKind::Cuda).err().unwrap();
+        assert!(error.to_string().contains("built without CUDA"), "{error}");
+        assert!(open(DeviceKind::Cpu).unwrap().is_cpu());
+    }
+}
