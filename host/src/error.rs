@@ -45,6 +45,12 @@ pub enum Error {
     /// A case facelock knows about but does not handle (listed in the README's Limitations).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A CUDA driver, NVRTC or cuBLAS failure, or no usable GPU.
+    #[error("cuda: {0}")]
+    Cuda(String),
+    /// The board refused a request or the link to it failed.
+    #[error("board: {0}")]
+    Device(String),
     /// Training produced a NaN or infinite loss and stopped.
     #[error(
         "loss is {value} at epoch {epoch}, step {step}: training stopped; last good checkpoint: {}",

@@ -3,6 +3,8 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod demo;
+pub mod device;
 pub mod error;
 pub mod eval;
 pub mod loss;

@@ -26,6 +26,10 @@ enum Command {
     Data(cmd::data::Data),
     /// Write aligned 112x112 PNGs of a data set (and a montage to check alignment by eye).
     Align(cmd::align::AlignArgs),
+    /// Talk to a board over its serial port: hello, auth, enroll, verify, list, delete, stats.
+    Device(cmd::device::DeviceArgs),
+    /// The whole journey on a virtual board: enroll LFW people over serial, unlock, lockout.
+    Demo(cmd::demo::DemoArgs),
     /// Train the backbone with AM-Softmax (or a softmax baseline); checkpoints every epoch.
     Train(cmd::train::TrainArgs),
     /// Verification accuracy, TAR@FAR, EER, AUC and ROC of a checkpoint on a pairs file.
@@ -45,6 +49,8 @@ fn main() -> ExitCode {
         Command::Bench(bench) => bench.run(),
         Command::Data(data) => data.run(),
         Command::Align(args) => args.run(),
+        Command::Device(args) => args.run(),
+        Command::Demo(args) => args.run(),
         Command::Model(model) => model.run(),
         Command::Train(args) => args.run(),
         Command::Eval(args) => args.run(),

@@ -1,8 +1,9 @@
 //! One module per subcommand; each has clap arguments and a `run`.
 pub mod align;
 pub mod bench;
-pub mod bench_train;
 pub mod data;
+pub mod demo;
+pub mod device;
 pub mod embed;
 pub mod eval;
 pub mod model;
