@@ -4,7 +4,10 @@ pub mod bench;
 pub mod data;
 pub mod demo;
 pub mod device;
+pub mod embed;
+pub mod eval;
 pub mod model;
+pub mod train;
 
 /// Logs to stderr through tracing: INFO by default, `-v` debug, `-vv` trace, `RUST_LOG` wins.
 pub fn init_logging(verbose: u8) {

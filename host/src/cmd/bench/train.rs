@@ -39,7 +39,7 @@ impl TrainBench {
     pub fn run(self) -> anyhow::Result<()> {
         let device = Device::Cpu;
         let config = ModelConfig::mobilefacenet(self.width);
-        super::model::print_summary(&config);
+        crate::cmd::model::print_summary(&config);
         println!("threads: {}", rayon::current_num_threads());
         let model = MobileFaceNet::new(&config, 0, &device)?;
         let head_config = HeadConfig {
