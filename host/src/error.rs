@@ -37,6 +37,14 @@ pub enum Error {
     /// A case facelock knows about but does not handle (listed in the README's Limitations).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// An ONNX model that cannot be read, is not a facelock model, or that tract rejects.
+    #[error("onnx model '{path}': {reason}")]
+    Onnx {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// An error from candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
@@ -45,7 +53,10 @@ pub enum Error {
 impl Error {
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

@@ -3,5 +3,9 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod export;
+pub mod onnx;
+pub mod progress;
+pub mod quantize;
 
 pub use error::{Error, Result};
