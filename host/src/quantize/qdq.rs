@@ -61,7 +61,8 @@ pub fn float_values(tensor: &TensorProto) -> Result<Vec<f32>> {
         .collect())
 }
 
-/// Which nodes stay in float: `first` (first Conv), `last` (last Conv or Gemm), or node names.
+/// Which nodes stay in float: `first` (first Conv), `last` (last Conv or Gemm), `depthwise`
+/// (every grouped Conv), or node names.
 pub fn resolve_keep_float(model: &ModelProto, keep: &[String]) -> Result<HashSet<String>> {
     let graph = model
         .graph
@@ -74,6 +75,13 @@ pub fn resolve_keep_float(model: &ModelProto, keep: &[String]) -> Result<HashSet
         .collect();
     let mut names = HashSet::new();
     for item in keep.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        if item == "depthwise" {
+            let grouped = compute.iter().filter(|n| {
+                n.attribute.iter().any(|a| a.name == "group" && a.i > 1)
+            });
+            names.extend(grouped.map(|n| n.name.clone()));
+            continue;
+        }
         let name = match item {
             "first" => compute.first().map(|n| n.name.clone()),
             "last" => compute.last().map(|n| n.name.clone()),

@@ -130,3 +130,29 @@ fn bad_quantization_requests_are_refused() {
     let error = quantize_model(&twice, Path::new("q"), &images, &options, None).unwrap_err();
     assert!(error.to_string().contains("already quantized"), "{error}");
 }
+
+#[test]
+#[ignore = "scratch timing"]
+fn scratch_timing() {
+    let network = crate::export::random_network(1, 112, 48, 10, 128);
+    let model = network_to_onnx(&network, &normalisation(), None).unwrap();
+    crate::onnx::write_model(&model, Path::new("/tmp/scratch-f32.onnx")).unwrap();
+    let images = random_images(3, 16, 112);
+    for keep in [vec!["depthwise".to_string(), "first".into(), "last".into()]] {
+        let options = QuantizeOptions { method: Method::Percentile, keep_float: keep };
+        let q = quantize_model(&model, Path::new("f"), &images, &options, None).unwrap();
+        crate::onnx::write_model(&q, Path::new("/tmp/scratch-int8.onnx")).unwrap();
+    }
+    for path in ["/tmp/scratch-f32.onnx", "/tmp/scratch-int8.onnx"] {
+        let e = Embedder::load(Path::new(path), 1).unwrap();
+        let img = &images[..e.image_len()];
+        for _ in 0..3 { e.embed(img).unwrap(); }
+        let mut t = vec![];
+        for _ in 0..20 { let s = std::time::Instant::now(); e.embed(img).unwrap(); t.push(s.elapsed().as_secs_f64()*1e3); }
+        t.sort_by(f64::total_cmp);
+        eprintln!("{path}: {:.2} ms", t[10]);
+        let mut by_op: std::collections::BTreeMap<String, usize> = Default::default();
+        for s in op_summary(e.plan()) { *by_op.entry(s.op).or_default() += 1; }
+        eprintln!("{by_op:?}");
+    }
+}
