@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod export;
+pub mod loss;
 pub mod onnx;
 pub mod progress;
 pub mod quantize;
