@@ -67,15 +67,46 @@ impl Writer {
                     y
                 }
                 Layer::Prelu(slope) => {
+                    // PReLU as relu(x) + slope · min(x, 0): the same values bit for bit, and
+                    // tract runs these four ops several times faster than its PRelu expansion.
                     let name = format!("{last}.prelu");
                     let slope = self.graph.initializer(f32_tensor(
                         &format!("{name}.slope"),
                         &[slope.len(), 1, 1],
                         slope,
                     ));
-                    let y = self.fresh(&name);
+                    let zero =
+                        self.graph
+                            .initializer(f32_tensor(&format!("{name}.zero"), &[], &[0.0]));
+                    let (positive, negative, scaled, y) = (
+                        self.fresh(&format!("{name}.relu")),
+                        self.fresh(&format!("{name}.min")),
+                        self.fresh(&format!("{name}.mul")),
+                        self.fresh(&name),
+                    );
+                    self.graph.push(node(
+                        "Relu",
+                        &format!("{name}.relu"),
+                        &[&x],
+                        &[&positive],
+                        vec![],
+                    ));
+                    self.graph.push(node(
+                        "Min",
+                        &format!("{name}.min"),
+                        &[&x, &zero],
+                        &[&negative],
+                        vec![],
+                    ));
+                    self.graph.push(node(
+                        "Mul",
+                        &format!("{name}.mul"),
+                        &[&negative, &slope],
+                        &[&scaled],
+                        vec![],
+                    ));
                     self.graph
-                        .push(node("PRelu", &name, &[&x, &slope], &[&y], vec![]));
+                        .push(node("Add", &name, &[&positive, &scaled], &[&y], vec![]));
                     y
                 }
                 Layer::Residual(inner) => {

@@ -76,9 +76,9 @@ pub fn resolve_keep_float(model: &ModelProto, keep: &[String]) -> Result<HashSet
     let mut names = HashSet::new();
     for item in keep.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         if item == "depthwise" {
-            let grouped = compute.iter().filter(|n| {
-                n.attribute.iter().any(|a| a.name == "group" && a.i > 1)
-            });
+            let grouped = compute
+                .iter()
+                .filter(|n| n.attribute.iter().any(|a| a.name == "group" && a.i > 1));
             names.extend(grouped.map(|n| n.name.clone()));
             continue;
         }

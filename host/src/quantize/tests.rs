@@ -139,20 +139,60 @@ fn scratch_timing() {
     crate::onnx::write_model(&model, Path::new("/tmp/scratch-f32.onnx")).unwrap();
     let images = random_images(3, 16, 112);
     for keep in [vec!["depthwise".to_string(), "first".into(), "last".into()]] {
-        let options = QuantizeOptions { method: Method::Percentile, keep_float: keep };
+        let options = QuantizeOptions {
+            method: Method::Percentile,
+            keep_float: keep,
+        };
         let q = quantize_model(&model, Path::new("f"), &images, &options, None).unwrap();
         crate::onnx::write_model(&q, Path::new("/tmp/scratch-int8.onnx")).unwrap();
     }
     for path in ["/tmp/scratch-f32.onnx", "/tmp/scratch-int8.onnx"] {
         let e = Embedder::load(Path::new(path), 1).unwrap();
         let img = &images[..e.image_len()];
-        for _ in 0..3 { e.embed(img).unwrap(); }
+        for _ in 0..3 {
+            e.embed(img).unwrap();
+        }
         let mut t = vec![];
-        for _ in 0..20 { let s = std::time::Instant::now(); e.embed(img).unwrap(); t.push(s.elapsed().as_secs_f64()*1e3); }
+        for _ in 0..20 {
+            let s = std::time::Instant::now();
+            e.embed(img).unwrap();
+            t.push(s.elapsed().as_secs_f64() * 1e3);
+        }
         t.sort_by(f64::total_cmp);
         eprintln!("{path}: {:.2} ms", t[10]);
         let mut by_op: std::collections::BTreeMap<String, usize> = Default::default();
-        for s in op_summary(e.plan()) { *by_op.entry(s.op).or_default() += 1; }
+        for s in op_summary(e.plan()) {
+            *by_op.entry(s.op).or_default() += 1;
+        }
         eprintln!("{by_op:?}");
     }
+}
+
+#[test]
+#[ignore = "scratch profile"]
+fn scratch_profile() {
+    use tract_onnx::prelude::*;
+    let e = Embedder::load(Path::new(&std::env::var("SCRATCH_MODEL").unwrap()), 1).unwrap();
+    let images = random_images(3, 1, e.meta().input_height);
+    let mut times: std::collections::BTreeMap<String, f64> = Default::default();
+    for _ in 0..10 {
+        let mut state = e.plan().spawn().unwrap();
+        let input = Tensor::from_shape(
+            &[1, 3, e.meta().input_height, e.meta().input_width],
+            &images,
+        )
+        .unwrap();
+        state
+            .run_plan_with_eval(tvec!(input.into_tvalue()), |ctx, st, node, inputs| {
+                let s = std::time::Instant::now();
+                let r = tract_onnx::tract_core::plan::eval(ctx, st, node, inputs);
+                *times.entry(node.op().name().to_string()).or_default() +=
+                    s.elapsed().as_secs_f64() * 100.0;
+                r
+            })
+            .unwrap();
+    }
+    let mut v: Vec<_> = times.into_iter().collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    eprintln!("{v:?}");
 }
