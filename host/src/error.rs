@@ -21,6 +21,14 @@ pub enum Error {
         /// Why decoding failed.
         reason: String,
     },
+    /// An image could not be aligned (bad landmarks, unsupported layout).
+    #[error("image '{path}' cannot be aligned: {source}")]
+    Align {
+        /// The image file.
+        path: PathBuf,
+        /// What the alignment code said.
+        source: facelock_shared::align::AlignError,
+    },
     /// A text file (landmarks, pairs, identity list) has a malformed line.
     #[error("{path}:{line}: {reason}")]
     Parse {

@@ -2,6 +2,7 @@
 //! evaluation, export and the serial client for the board.
 #![warn(missing_docs)]
 
+pub mod data;
 pub mod error;
 pub mod export;
 pub mod loss;

@@ -21,6 +21,11 @@ enum Command {
     /// Benchmarks that print numbers (loss, align, infer, device).
     #[command(subcommand)]
     Bench(cmd::bench::Bench),
+    /// Inspect face data sets.
+    #[command(subcommand)]
+    Data(cmd::data::Data),
+    /// Write aligned 112x112 PNGs of a data set (and a montage to check alignment by eye).
+    Align(cmd::align::AlignArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +34,8 @@ fn main() -> ExitCode {
 
     let result = match cli.command {
         Command::Bench(bench) => bench.run(),
+        Command::Data(data) => data.run(),
+        Command::Align(args) => args.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

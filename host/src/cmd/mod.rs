@@ -1,5 +1,7 @@
 //! One module per subcommand; each has clap arguments and a `run`.
+pub mod align;
 pub mod bench;
+pub mod data;
 
 /// Logs to stderr through tracing: INFO by default, `-v` debug, `-vv` trace, `RUST_LOG` wins.
 pub fn init_logging(verbose: u8) {
