@@ -26,6 +26,8 @@ enum Command {
     Data(cmd::data::Data),
     /// Write aligned 112x112 PNGs of a data set (and a montage to check alignment by eye).
     Align(cmd::align::AlignArgs),
+    /// f32 ONNX → int8 QDQ ONNX, calibrated on aligned faces.
+    Quantize(cmd::quantize::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Bench(bench) => bench.run(),
         Command::Data(data) => data.run(),
         Command::Align(args) => args.run(),
+        Command::Quantize(args) => cmd::quantize::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 pub mod align;
 pub mod bench;
 pub mod data;
+pub mod quantize;
 
 /// Logs to stderr through tracing: INFO by default, `-v` debug, `-vv` trace, `RUST_LOG` wins.
 pub fn init_logging(verbose: u8) {

@@ -61,6 +61,7 @@ impl Draw {
     }
 
     /// Conv + BN (+ PReLU).
+    #[allow(clippy::too_many_arguments)]
     fn unit(
         &mut self,
         name: &str,

@@ -158,7 +158,7 @@ fn a_batch_norm_without_a_layer_before_it_is_refused() {
     let mut network = tiny();
     let bn = network.layers[1].clone();
     network.layers.insert(0, bn);
-    let error = network.fold_batch_norm().err().expect("stray BN accepted");
+    let error = network.fold_batch_norm().expect_err("stray BN accepted");
     assert!(matches!(error, Error::Unsupported(_)), "{error}");
 }
 
@@ -187,8 +187,6 @@ fn thresholds_are_read_from_an_eval_report() {
     assert!(t.source.contains("not measurable"), "{}", t.source);
 
     std::fs::write(&path, "{\"pairs\": 3}").unwrap();
-    let error = thresholds_from_report(&path)
-        .err()
-        .expect("report without thresholds accepted");
+    let error = thresholds_from_report(&path).expect_err("report without thresholds accepted");
     assert!(error.to_string().contains("tar_at_far"), "{error}");
 }

@@ -133,7 +133,7 @@ impl Embedder {
     /// short last chunk is padded with zeros.
     pub fn embed(&self, images: &[f32]) -> Result<Vec<f32>> {
         let per_image = self.image_len();
-        if images.len() % per_image != 0 {
+        if !images.len().is_multiple_of(per_image) {
             return Err(Error::InvalidInput(format!(
                 "{} floats is not a whole number of {}x{} CHW images",
                 images.len(),

@@ -35,7 +35,7 @@ pub fn calibrate(
 ) -> Result<HashMap<String, Range>> {
     let meta = ModelMeta::from_model(model, path)?;
     let per_image = 3 * meta.input_height * meta.input_width;
-    if images.is_empty() || images.len() % per_image != 0 {
+    if images.is_empty() || !images.len().is_multiple_of(per_image) {
         return Err(Error::InvalidInput(format!(
             "calibration needs at least one {}x{} image, got {} floats",
             meta.input_height,

@@ -1,5 +1,6 @@
 //! Post-training static quantization of facelock ONNX models into QDQ int8.
 pub mod calibrate;
+pub mod images;
 pub mod qdq;
 
 use std::path::Path;
@@ -68,3 +69,47 @@ pub fn quantize_model(
 
 #[cfg(test)]
 mod tests;
+
+/// Thresholds at FAR 1e-2/1e-3/1e-4 (accept when score > threshold) from pair scores:
+/// with n impostor pairs sorted by descending score, the threshold for FAR f is the score of
+/// impostor ⌊f·n⌋, so at most that many impostors are accepted. FARs below 1/n are not
+/// measurable; they get the strictest threshold and the source says so.
+pub fn thresholds_from_scores(scores: &images::PairScores, source: &str) -> Result<Thresholds> {
+    let mut impostor: Vec<f64> = scores
+        .scores
+        .iter()
+        .zip(&scores.same)
+        .filter(|(_, same)| !**same)
+        .map(|(s, _)| *s)
+        .collect();
+    if impostor.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "{source}: no different-person pairs to set thresholds"
+        )));
+    }
+    impostor.sort_by(|a, b| b.total_cmp(a));
+    let n = impostor.len();
+    let mut unmeasurable = Vec::new();
+    let mut at = |far: f64| {
+        let allowed = (far * n as f64).floor() as usize;
+        if allowed == 0 {
+            unmeasurable.push(format!("{far:e}"));
+        }
+        impostor[allowed.min(n - 1)]
+    };
+    let (far_1e2, far_1e3, far_1e4) = (at(1e-2), at(1e-3), at(1e-4));
+    let mut text = format!("{source} ({} pairs", scores.scores.len());
+    if !unmeasurable.is_empty() {
+        text.push_str(&format!(
+            "; FAR {} not measurable with {n} impostor pairs",
+            unmeasurable.join(", ")
+        ));
+    }
+    text.push(')');
+    Ok(Thresholds {
+        far_1e2,
+        far_1e3,
+        far_1e4,
+        source: text,
+    })
+}

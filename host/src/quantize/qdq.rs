@@ -48,7 +48,7 @@ pub fn float_values(tensor: &TensorProto) -> Result<Vec<f32>> {
     if !tensor.float_data.is_empty() {
         return Ok(tensor.float_data.clone());
     }
-    if tensor.raw_data.len() % 4 != 0 {
+    if !tensor.raw_data.len().is_multiple_of(4) {
         return Err(Error::InvalidInput(format!(
             "initializer '{}' is not f32 data",
             tensor.name

@@ -131,68 +131,75 @@ fn bad_quantization_requests_are_refused() {
     assert!(error.to_string().contains("already quantized"), "{error}");
 }
 
-#[test]
-#[ignore = "scratch timing"]
-fn scratch_timing() {
-    let network = crate::export::random_network(1, 112, 48, 10, 128);
+fn meta_112() -> ModelMeta {
+    let network = crate::export::random_network(3, 112, 8, 2, 16);
     let model = network_to_onnx(&network, &normalisation(), None).unwrap();
-    crate::onnx::write_model(&model, Path::new("/tmp/scratch-f32.onnx")).unwrap();
-    let images = random_images(3, 16, 112);
-    for keep in [vec!["depthwise".to_string(), "first".into(), "last".into()]] {
-        let options = QuantizeOptions {
-            method: Method::Percentile,
-            keep_float: keep,
-        };
-        let q = quantize_model(&model, Path::new("f"), &images, &options, None).unwrap();
-        crate::onnx::write_model(&q, Path::new("/tmp/scratch-int8.onnx")).unwrap();
-    }
-    for path in ["/tmp/scratch-f32.onnx", "/tmp/scratch-int8.onnx"] {
-        let e = Embedder::load(Path::new(path), 1).unwrap();
-        let img = &images[..e.image_len()];
-        for _ in 0..3 {
-            e.embed(img).unwrap();
-        }
-        let mut t = vec![];
-        for _ in 0..20 {
-            let s = std::time::Instant::now();
-            e.embed(img).unwrap();
-            t.push(s.elapsed().as_secs_f64() * 1e3);
-        }
-        t.sort_by(f64::total_cmp);
-        eprintln!("{path}: {:.2} ms", t[10]);
-        let mut by_op: std::collections::BTreeMap<String, usize> = Default::default();
-        for s in op_summary(e.plan()) {
-            *by_op.entry(s.op).or_default() += 1;
-        }
-        eprintln!("{by_op:?}");
-    }
+    ModelMeta::from_model(&model, Path::new("m")).unwrap()
 }
 
 #[test]
-#[ignore = "scratch profile"]
-fn scratch_profile() {
-    use tract_onnx::prelude::*;
-    let e = Embedder::load(Path::new(&std::env::var("SCRATCH_MODEL").unwrap()), 1).unwrap();
-    let images = random_images(3, 1, e.meta().input_height);
-    let mut times: std::collections::BTreeMap<String, f64> = Default::default();
-    for _ in 0..10 {
-        let mut state = e.plan().spawn().unwrap();
-        let input = Tensor::from_shape(
-            &[1, 3, e.meta().input_height, e.meta().input_width],
-            &images,
-        )
+fn unreadable_calibration_images_are_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("A")).unwrap();
+    std::fs::write(dir.path().join("A/broken.jpg"), b"not a jpeg at all").unwrap();
+    let tsv = dir.path().join("landmarks.tsv");
+    let points = "38.3\t51.7\t73.5\t51.5\t56.0\t71.7\t41.5\t92.4\t70.7\t92.2";
+    std::fs::write(&tsv, format!("A/broken.jpg\t{points}\n")).unwrap();
+    let error = images::calibration_images(dir.path(), &tsv, 1, &meta_112()).unwrap_err();
+    assert!(error.to_string().contains("broken.jpg"), "{error}");
+
+    let missing =
+        images::calibration_images(dir.path(), &dir.path().join("none.tsv"), 1, &meta_112());
+    assert!(missing.unwrap_err().to_string().contains("none.tsv"));
+}
+
+#[test]
+#[ignore = "needs FACELOCK_DATA"]
+fn tract_matches_candle_and_int8_stays_close_on_aligned_lfw_faces() {
+    let data = std::path::PathBuf::from(std::env::var("FACELOCK_DATA").expect("FACELOCK_DATA"));
+    let network = crate::export::random_network(5, 112, 16, 3, 32);
+    let model = network_to_onnx(&network, &normalisation(), None).unwrap();
+    let meta = ModelMeta::from_model(&model, Path::new("m")).unwrap();
+    let faces = images::calibration_images(
+        &data.join("lfw"),
+        &data.join("lfw-landmarks.tsv"),
+        24,
+        &meta,
+    )
+    .unwrap();
+
+    // f32: tract against candle on 8 real aligned faces.
+    let embedder = Embedder::from_model(&model, Path::new("f32.onnx"), 8).unwrap();
+    let probe = &faces[..8 * embedder.image_len()];
+    let tract = embedder.embed(probe).unwrap();
+    let input = candle_core::Tensor::from_slice(probe, (8, 3, 112, 112), &candle_core::Device::Cpu)
         .unwrap();
-        state
-            .run_plan_with_eval(tvec!(input.into_tvalue()), |ctx, st, node, inputs| {
-                let s = std::time::Instant::now();
-                let r = tract_onnx::tract_core::plan::eval(ctx, st, node, inputs);
-                *times.entry(node.op().name().to_string()).or_default() +=
-                    s.elapsed().as_secs_f64() * 100.0;
-                r
-            })
-            .unwrap();
+    let candle: Vec<f32> = network
+        .forward_candle(&input)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let diff = tract
+        .iter()
+        .zip(&candle)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-4, "tract vs candle on real faces: {diff}");
+
+    // int8 calibrated on the other 16 faces.
+    let options = QuantizeOptions {
+        method: Method::Percentile,
+        keep_float: vec!["first".into(), "last".into()],
+    };
+    let calibration = &faces[8 * embedder.image_len()..];
+    let int8 = quantize_model(&model, Path::new("f32.onnx"), calibration, &options, None).unwrap();
+    let got = Embedder::from_model(&int8, Path::new("int8.onnx"), 8)
+        .unwrap()
+        .embed(probe)
+        .unwrap();
+    for (a, b) in got.chunks(32).zip(tract.chunks(32)) {
+        assert!(cosine(a, b) > 0.98, "int8 vs f32 cosine {}", cosine(a, b));
     }
-    let mut v: Vec<_> = times.into_iter().collect();
-    v.sort_by(|a, b| b.1.total_cmp(&a.1));
-    eprintln!("{v:?}");
 }
