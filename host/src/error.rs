@@ -53,6 +53,27 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A CUDA driver, NVRTC or cuBLAS failure, or no usable GPU.
+    #[error("cuda: {0}")]
+    Cuda(String),
+    /// The board refused a request or the link to it failed.
+    #[error("board: {0}")]
+    Device(String),
+    /// Training produced a NaN or infinite loss and stopped.
+    #[error(
+        "loss is {value} at epoch {epoch}, step {step}: training stopped; last good checkpoint: {}",
+        last_checkpoint.as_ref().map_or("none (no epoch completed)".to_string(), |p| p.display().to_string())
+    )]
+    NonFiniteLoss {
+        /// The loss value (NaN or ±inf).
+        value: f32,
+        /// 0-based epoch in which it happened.
+        epoch: usize,
+        /// 0-based global optimizer step.
+        step: usize,
+        /// The newest checkpoint written before it, left untouched.
+        last_checkpoint: Option<PathBuf>,
+    },
     /// An error from candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

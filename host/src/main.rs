@@ -26,6 +26,15 @@ enum Command {
     Data(cmd::data::Data),
     /// Write aligned 112x112 PNGs of a data set (and a montage to check alignment by eye).
     Align(cmd::align::AlignArgs),
+    /// Talk to a board over its serial port: hello, auth, enroll, verify, list, delete, stats.
+    Device(cmd::device::DeviceArgs),
+    /// The whole journey on a virtual board: enroll LFW people over serial, unlock, lockout.
+    Demo(cmd::demo::DemoArgs),
+    /// Describe backbone configurations (layers, parameters, FLOPs).
+    #[command(subcommand)]
+    Model(cmd::model::Model),
+    /// Trained checkpoint → ONNX f32 (BN folded, facelock metadata), checked against candle.
+    Export(cmd::export::Args),
     /// f32 ONNX → int8 QDQ ONNX, calibrated on aligned faces.
     Quantize(cmd::quantize::Args),
 }
@@ -38,6 +47,10 @@ fn main() -> ExitCode {
         Command::Bench(bench) => bench.run(),
         Command::Data(data) => data.run(),
         Command::Align(args) => args.run(),
+        Command::Device(args) => args.run(),
+        Command::Demo(args) => args.run(),
+        Command::Model(model) => model.run(),
+        Command::Export(args) => cmd::export::run(args),
         Command::Quantize(args) => cmd::quantize::run(args),
     };
     match result {

@@ -68,6 +68,48 @@ fn new_mac(key: &[u8]) -> Hmac<Sha256> {
     }
 }
 
+/// Longest admin key [`parse_key_file`] accepts, in bytes.
+pub const KEY_LEN_MAX: usize = 256;
+
+/// Decodes the contents of an admin key file into `out` and returns the key's length.
+///
+/// A file holding only hex digits (an even number, whitespace ignored) is the key written in
+/// hex, as `facelock` provisions it; any other file is the key as raw bytes. Keys shorter than
+/// [`KEY_LEN_MIN`] give [`Error::KeyTooShort`]; keys longer than `out` give
+/// [`Error::BufferTooSmall`].
+pub fn parse_key_file(raw: &[u8], out: &mut [u8]) -> Result<usize> {
+    let digits = || raw.iter().copied().filter(|b| !b.is_ascii_whitespace());
+    let count = digits().count();
+    let is_hex = count > 0 && count % 2 == 0 && digits().all(|b| b.is_ascii_hexdigit());
+
+    let len = if is_hex {
+        let len = count / 2;
+        let slots = out.get_mut(..len).ok_or(Error::BufferTooSmall)?;
+        let mut nibbles = digits().map(hex_value);
+        for slot in slots.iter_mut() {
+            let high = nibbles.next().unwrap_or(0);
+            let low = nibbles.next().unwrap_or(0);
+            *slot = (high << 4) | low;
+        }
+        len
+    } else {
+        out.get_mut(..raw.len())
+            .ok_or(Error::BufferTooSmall)?
+            .copy_from_slice(raw);
+        raw.len()
+    };
+    check_key(&out[..len])?;
+    Ok(len)
+}
+
+fn hex_value(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        b'a'..=b'f' => digit - b'a' + 10,
+        _ => digit - b'A' + 10,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +182,25 @@ mod tests {
         assert_eq!(
             verify(&[1u8; 15], &nonce, b"", &[0; MAC_LEN]),
             Err(Error::KeyTooShort)
+        );
+    }
+
+    #[test]
+    fn key_files_in_hex_or_raw_bytes() {
+        let mut out = [0u8; KEY_LEN_MAX];
+        let hex = b"00112233445566778899aabbccddeeff\n";
+        assert_eq!(parse_key_file(hex, &mut out), Ok(16));
+        assert_eq!(out[..3], [0x00, 0x11, 0x22]);
+        assert_eq!(out[15], 0xff);
+
+        let raw = b"not hex at all, but long enough";
+        assert_eq!(parse_key_file(raw, &mut out), Ok(raw.len()));
+        assert_eq!(&out[..raw.len()], raw);
+
+        assert_eq!(parse_key_file(b"abcd", &mut out), Err(Error::KeyTooShort));
+        assert_eq!(
+            parse_key_file(&[7u8; 300], &mut out),
+            Err(Error::BufferTooSmall)
         );
     }
 }

@@ -234,3 +234,199 @@ impl Persisted {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: Policy = Policy::new(0.4);
+
+    fn fail_n(lockout: &mut Lockout, now: u64, n: usize) -> Outcome {
+        let mut last = Outcome {
+            failures: 0,
+            locked_out_ms: 0,
+        };
+        for _ in 0..n {
+            last = lockout.record(&POLICY, now, false);
+        }
+        last
+    }
+
+    #[test]
+    fn five_failures_lock_for_30s_then_doubling_and_success_resets() {
+        let mut lockout = Lockout::new();
+        assert_eq!(lockout.check(0), Ok(()));
+
+        // Four failures: counted, not locked.
+        let outcome = fail_n(&mut lockout, 1_000, 4);
+        assert_eq!(
+            outcome,
+            Outcome {
+                failures: 4,
+                locked_out_ms: 0
+            }
+        );
+        assert_eq!(lockout.check(1_000), Ok(()));
+
+        // The fifth locks for 30 s.
+        let outcome = lockout.record(&POLICY, 2_000, false);
+        assert_eq!(
+            outcome,
+            Outcome {
+                failures: 0,
+                locked_out_ms: 30_000
+            }
+        );
+        assert_eq!(
+            lockout.check(2_000),
+            Err(LockedOut {
+                remaining_ms: 30_000
+            })
+        );
+        assert_eq!(lockout.check(31_999), Err(LockedOut { remaining_ms: 1 }));
+
+        // Attempts during the lockout are not counted, even successes.
+        assert_eq!(lockout.record(&POLICY, 10_000, true).locked_out_ms, 22_000);
+        assert_eq!(lockout.failures(), 0);
+        assert_eq!(lockout.check(32_000), Ok(()));
+
+        // Five more failures: 60 s, then 120 s.
+        assert_eq!(fail_n(&mut lockout, 40_000, 5).locked_out_ms, 60_000);
+        assert_eq!(fail_n(&mut lockout, 100_000, 5).locked_out_ms, 120_000);
+
+        // A success after the lockout clears failures and the doubling.
+        assert_eq!(lockout.record(&POLICY, 220_000, false).failures, 1);
+        assert_eq!(
+            lockout.record(&POLICY, 220_001, true),
+            Outcome::default_ok()
+        );
+        assert_eq!(fail_n(&mut lockout, 230_000, 5).locked_out_ms, 30_000);
+    }
+
+    impl Outcome {
+        fn default_ok() -> Self {
+            Outcome {
+                failures: 0,
+                locked_out_ms: 0,
+            }
+        }
+    }
+
+    #[test]
+    fn doubling_is_capped_and_optional() {
+        assert_eq!(POLICY.lockout_duration(0), 30_000);
+        assert_eq!(POLICY.lockout_duration(3), 240_000);
+        assert_eq!(POLICY.lockout_duration(10), 3_600_000);
+        assert_eq!(POLICY.lockout_duration(255), 3_600_000);
+        let flat = Policy {
+            doubling: false,
+            ..POLICY
+        };
+        assert_eq!(flat.lockout_duration(7), 30_000);
+    }
+
+    #[test]
+    fn accepts_at_threshold_never_nan() {
+        assert!(POLICY.accepts(0.4));
+        assert!(POLICY.accepts(0.9));
+        assert!(!POLICY.accepts(0.399));
+        assert!(!POLICY.accepts(f32::NAN));
+    }
+
+    #[test]
+    fn invalid_policies_are_refused() {
+        assert_eq!(POLICY.validate(), Ok(()));
+        for bad in [
+            Policy {
+                threshold: f32::NAN,
+                ..POLICY
+            },
+            Policy {
+                threshold: 1.5,
+                ..POLICY
+            },
+            Policy {
+                max_failures: 0,
+                ..POLICY
+            },
+            Policy {
+                lockout_ms: 0,
+                ..POLICY
+            },
+            Policy {
+                max_lockout_ms: 10,
+                ..POLICY
+            },
+        ] {
+            assert_eq!(bad.validate(), Err(Error::InvalidPolicy), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lockout_survives_a_reboot_with_a_new_clock() {
+        let mut lockout = Lockout::new();
+        fail_n(&mut lockout, 50_000, 5);
+        fail_n(&mut lockout, 90_000, 2);
+        assert!(lockout.check(90_000).is_ok());
+        fail_n(&mut lockout, 90_000, 3);
+        let stored = lockout.snapshot(100_000).to_bytes();
+
+        // The clock restarts at 0 after the reboot; 50 s of the 60 s lockout remain.
+        let restored = Persisted::from_bytes(&stored).unwrap();
+        assert_eq!(
+            restored,
+            Persisted {
+                failures: 0,
+                level: 2,
+                remaining_ms: 50_000
+            }
+        );
+        let resumed = Lockout::resume(&restored, 5);
+        assert_eq!(
+            resumed.check(5),
+            Err(LockedOut {
+                remaining_ms: 50_000
+            })
+        );
+        assert_eq!(resumed.check(50_005), Ok(()));
+
+        // The doubling level survives too: the next lockout lasts 120 s.
+        let mut resumed = resumed;
+        assert_eq!(fail_n(&mut resumed, 60_000, 5).locked_out_ms, 120_000);
+    }
+
+    #[test]
+    fn persisted_bytes_error_paths() {
+        let good = Persisted {
+            failures: 3,
+            level: 1,
+            remaining_ms: 1234,
+        }
+        .to_bytes();
+        assert_eq!(Persisted::from_bytes(&good[..15]), Err(Error::Truncated));
+        let mut flipped = good;
+        flipped[5] ^= 0x10;
+        assert_eq!(Persisted::from_bytes(&flipped), Err(Error::CrcMismatch));
+
+        let mut other_version = good;
+        other_version[0] = 9;
+        let crc = CRC32.checksum(&other_version[..12]);
+        other_version[12..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            Persisted::from_bytes(&other_version),
+            Err(Error::UnsupportedVersion)
+        );
+    }
+
+    #[test]
+    fn persisted_postcard_round_trip() {
+        let state = Persisted {
+            failures: 4,
+            level: 3,
+            remaining_ms: 99,
+        };
+        let mut buf = [0u8; 32];
+        let bytes = postcard::to_slice(&state, &mut buf).unwrap();
+        assert_eq!(postcard::from_bytes::<Persisted>(bytes).unwrap(), state);
+    }
+}

@@ -282,3 +282,6 @@ impl<const N: usize> FrameDecoder<N> {
         self.bad_frames
     }
 }
+
+#[cfg(test)]
+mod tests;

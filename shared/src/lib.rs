@@ -4,13 +4,14 @@
 //! decision and lockout ([`decision`]), the serial messages ([`protocol`]) and their framing
 //! ([`frame`]), and admin authentication ([`auth`]). No allocation; every fallible operation
 //! returns [`Error`]. The optional `defmt` feature derives `defmt::Format` on public types.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![deny(missing_docs)]
 
 mod log;
 
 pub mod align;
 pub mod auth;
+pub mod client;
 pub mod decision;
 pub mod embedding;
 pub mod error;
@@ -18,5 +19,7 @@ pub mod frame;
 pub mod gallery;
 pub mod model_meta;
 pub mod protocol;
+#[cfg(feature = "serial")]
+pub mod serial;
 
 pub use error::{Error, Result};

@@ -403,3 +403,6 @@ impl From<Error> for ErrorCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

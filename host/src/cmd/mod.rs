@@ -2,6 +2,10 @@
 pub mod align;
 pub mod bench;
 pub mod data;
+pub mod demo;
+pub mod device;
+pub mod export;
+pub mod model;
 pub mod quantize;
 
 /// Logs to stderr through tracing: INFO by default, `-v` debug, `-vv` trace, `RUST_LOG` wins.

@@ -1,4 +1,5 @@
 //! Trained backbone → ONNX f32 with batch norm folded and facelock metadata.
+pub mod checkpoint;
 pub mod network;
 pub mod random;
 pub mod reference;
@@ -12,3 +13,6 @@ pub use to_onnx::{network_to_onnx, Normalisation, INPUT, OUTPUT};
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod checkpoint_tests;

@@ -6,6 +6,8 @@
 //! allocate a [batch, classes] buffer.
 use candle_core::{bail, DType, Tensor, D};
 
+pub mod bench;
+pub mod cuda;
 pub mod fused_cpu;
 pub mod op;
 pub mod reference;

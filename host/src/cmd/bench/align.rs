@@ -1,33 +1,12 @@
-//! `facelock bench …`: benchmarks that print tables (and CSV) of measured numbers.
+//! `facelock bench align`: decode and 5-point alignment throughput on LFW images.
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::Args;
 use facelock_host::data::{align_image, decode_file, AlignConfig, CropCache, Landmarks};
 use facelock_shared::align::{normalise_rgb, ALIGNED_LEN};
 use rayon::prelude::*;
-
-pub mod infer;
-
-/// Which benchmark to run.
-#[derive(Subcommand)]
-pub enum Bench {
-    /// Aligned images per second: decode + 5-point alignment of LFW images on N threads.
-    Align(AlignBench),
-    /// ONNX inference latency in tract (and onnxruntime when its Python package is installed).
-    Infer(infer::Args),
-}
-
-impl Bench {
-    /// Runs the chosen benchmark.
-    pub fn run(self) -> anyhow::Result<()> {
-        match self {
-            Bench::Align(args) => args.run(),
-            Bench::Infer(args) => infer::run(args),
-        }
-    }
-}
 
 /// Arguments of `facelock bench align`.
 #[derive(Args)]
@@ -44,7 +23,7 @@ pub struct AlignBench {
 }
 
 impl AlignBench {
-    fn run(self) -> anyhow::Result<()> {
+    pub fn run(self) -> anyhow::Result<()> {
         let root = self.data.join("lfw");
         let landmarks = Landmarks::load(&self.data.join("lfw-landmarks.tsv"))?;
         let mut rows: Vec<_> = landmarks

@@ -1,0 +1,13 @@
+//! The face-embedding backbone: configuration, layers, parameters and the network.
+pub mod config;
+pub mod depthwise;
+pub mod fused;
+pub mod im2col;
+pub mod layers;
+pub mod mobilefacenet;
+pub mod params;
+pub mod pointwise;
+
+pub use config::{ModelConfig, StageSpec};
+pub use mobilefacenet::MobileFaceNet;
+pub use params::ParamStore;

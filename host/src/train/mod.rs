@@ -1,0 +1,16 @@
+//! Training: SGD with momentum, LR and margin schedules, checkpoints, metrics and curves.
+pub mod checkpoint;
+pub mod curves;
+pub mod head;
+pub mod optimizer;
+pub mod schedule;
+pub mod synthetic;
+pub mod trainer;
+
+pub use checkpoint::{CheckpointConfig, HeadConfig, LossKind};
+pub use optimizer::Sgd;
+pub use schedule::{Decay, Schedule};
+pub use trainer::{train, BatchSource, EpochSummary, Objective, TrainBatch, TrainOptions};
+
+#[cfg(test)]
+mod tests;
