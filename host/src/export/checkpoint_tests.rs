@@ -91,9 +91,7 @@ fn a_checkpoint_of_another_architecture_is_refused() {
     // The weights are the tiny layout; the config claims the default one.
     let json = serde_json::to_string(&config_for(ModelConfig::default())).unwrap();
     std::fs::write(dir.path().join("config.json"), json).unwrap();
-    let error = load_checkpoint(dir.path())
-        .err()
-        .expect("mismatched checkpoint accepted");
+    let error = load_checkpoint(dir.path()).expect_err("mismatched checkpoint accepted");
     let text = error.to_string();
     assert!(text.contains("model.safetensors"), "{text}");
 

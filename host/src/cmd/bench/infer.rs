@@ -27,6 +27,16 @@ pub struct Args {
     /// Python interpreter for the onnxruntime script.
     #[arg(long, default_value = "python3")]
     python: String,
+    /// Also score this pairs file with every model: best-threshold accuracy, and the cosine
+    /// of each model's embeddings to the first model's (mean, 1st percentile).
+    #[arg(long)]
+    pairs: Option<PathBuf>,
+    /// Image root for --pairs.
+    #[arg(long, env = "FACELOCK_LFW")]
+    images: Option<PathBuf>,
+    /// Landmarks TSV for --pairs.
+    #[arg(long)]
+    landmarks: Option<PathBuf>,
 }
 
 struct Row {
@@ -109,6 +119,59 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Err(reason) = ort {
         tracing::warn!("onnxruntime not measured: {reason}");
+    }
+    if let Some(pairs) = &args.pairs {
+        compare_on_pairs(&args, pairs)?;
+    }
+    Ok(())
+}
+
+/// Accuracy of each model on `pairs` and the cosine of its embeddings to the first model's.
+fn compare_on_pairs(args: &Args, pairs_path: &Path) -> anyhow::Result<()> {
+    use facelock_host::data::{Landmarks, Pairs};
+    use facelock_host::eval::verification::{best_threshold, ScoredPairs};
+    use facelock_host::quantize::images::score_pairs;
+
+    let root = args.images.as_ref().context("--pairs needs --images")?;
+    let landmarks = Landmarks::load(
+        args.landmarks
+            .as_ref()
+            .context("--pairs needs --landmarks")?,
+    )?;
+    let pairs = Pairs::load(pairs_path)?;
+    let mut first: Option<Vec<f32>> = None;
+    println!("model\tpairs\tbest_threshold_accuracy\tcosine_to_first_mean\tcosine_to_first_p1");
+    for path in &args.models {
+        let embedder = Embedder::load(path, 32)?;
+        let dim = embedder.meta().embedding_dim;
+        let scored = score_pairs(&embedder, root, &landmarks, &pairs)?;
+        let all: Vec<usize> = (0..scored.scores.len()).collect();
+        let view = ScoredPairs {
+            scores: &scored.scores,
+            same: &scored.same,
+        };
+        let (_, accuracy) = best_threshold(&view, &all);
+        let (mean, p1) = match &first {
+            None => (1.0, 1.0),
+            Some(reference) => {
+                let mut cosines: Vec<f64> = scored
+                    .embeddings
+                    .chunks(dim)
+                    .zip(reference.chunks(dim))
+                    .map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x * y) as f64).sum())
+                    .collect();
+                cosines.sort_by(f64::total_cmp);
+                let mean = cosines.iter().sum::<f64>() / cosines.len().max(1) as f64;
+                (mean, cosines[cosines.len() / 100])
+            }
+        };
+        println!(
+            "{}\t{}\t{:.2}%\t{mean:.5}\t{p1:.5}",
+            path.display(),
+            scored.scores.len(),
+            100.0 * accuracy
+        );
+        first.get_or_insert(scored.embeddings);
     }
     Ok(())
 }
