@@ -190,3 +190,24 @@ fn thresholds_are_read_from_an_eval_report() {
     let error = thresholds_from_report(&path).expect_err("report without thresholds accepted");
     assert!(error.to_string().contains("tar_at_far"), "{error}");
 }
+
+#[test]
+fn embed_all_normalises_and_matches_embed() {
+    let model = network_to_onnx(&tiny(), &normalisation(), None).unwrap();
+    let embedder = Embedder::from_model(&model, Path::new("tiny.onnx"), 2).unwrap();
+    let images = random_images(9, 3, 32);
+    let per = embedder.image_len();
+    let all = embedder
+        .embed_all(3, false, |i| Ok(images[i * per..(i + 1) * per].to_vec()))
+        .unwrap();
+    let raw = embedder.embed(&images).unwrap();
+    for (a, b) in all.chunks(16).zip(raw.chunks(16)) {
+        let norm = b.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((a.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-5);
+        assert!(a.iter().zip(b).all(|(x, y)| (x - y / norm).abs() < 1e-5));
+    }
+    let flipped = embedder
+        .embed_all(3, true, |i| Ok(images[i * per..(i + 1) * per].to_vec()))
+        .unwrap();
+    assert_ne!(flipped, all);
+}

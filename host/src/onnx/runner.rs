@@ -232,3 +232,43 @@ pub fn op_summary(plan: &Plan) -> Vec<OpSummary> {
         })
         .collect()
 }
+
+impl Embedder {
+    /// Same contract as `eval::embedder::embed` for a candle backbone, so that evaluation can
+    /// take an ONNX model: `load(i)` gives image `i` aligned and normalised [3, h, w]; with
+    /// `flip` each embedding adds the mirrored image's; returns [count, dim], L2-normalised.
+    pub fn embed_all(
+        &self,
+        count: usize,
+        flip: bool,
+        load: impl Fn(usize) -> Result<Vec<f32>> + Sync,
+    ) -> Result<Vec<f32>> {
+        use crate::eval::embedder::{flip_horizontal, l2_normalise};
+        use rayon::prelude::*;
+        let dim = self.meta.embedding_dim;
+        let mut out = Vec::with_capacity(count * dim);
+        let progress = crate::progress::bar(count as u64, "embedding (tract)");
+        for start in (0..count).step_by(self.batch) {
+            let indices: Vec<usize> = (start..(start + self.batch).min(count)).collect();
+            let images: Vec<Vec<f32>> = indices
+                .par_iter()
+                .map(|&i| load(i))
+                .collect::<Result<_>>()?;
+            let mut pixels: Vec<f32> = images.concat();
+            let mut embeddings = self.embed(&pixels)?;
+            if flip {
+                flip_horizontal(&mut pixels, self.meta.input_width);
+                let mirrored = self.embed(&pixels)?;
+                embeddings
+                    .iter_mut()
+                    .zip(mirrored)
+                    .for_each(|(a, b)| *a += b);
+            }
+            l2_normalise(&mut embeddings, dim);
+            out.extend(embeddings);
+            progress.inc(indices.len() as u64);
+        }
+        progress.finish_and_clear();
+        Ok(out)
+    }
+}
