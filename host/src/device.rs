@@ -65,16 +65,9 @@ pub fn wire_landmarks(points: &FivePoints) -> Landmarks {
     flat
 }
 
-/// A client failure as a host error, with the board's port named.
+/// A client failure as a host error.
 pub fn link_error<E: std::fmt::Display>(error: ClientError<E>) -> Error {
-    let text = match error {
-        ClientError::Link(e) => format!("serial link failed: {e}"),
-        ClientError::Encode(e) => format!("request could not be framed: {e}"),
-        ClientError::Timeout => "the board did not answer in time".to_string(),
-        ClientError::BadFrame(reason) => format!("the board's answer was damaged ({reason:?})"),
-        ClientError::Unexpected => "the board answered out of turn".to_string(),
-    };
-    Error::Device(text)
+    Error::Device(error.to_string())
 }
 
 /// One line describing a response, error codes with their meaning.

@@ -30,6 +30,12 @@ enum Command {
     Device(cmd::device::DeviceArgs),
     /// The whole journey on a virtual board: enroll LFW people over serial, unlock, lockout.
     Demo(cmd::demo::DemoArgs),
+    /// Train the backbone with AM-Softmax (or a softmax baseline); checkpoints every epoch.
+    Train(cmd::train::TrainArgs),
+    /// Verification accuracy, TAR@FAR, EER, AUC and ROC of a checkpoint on a pairs file.
+    Eval(cmd::eval::EvalArgs),
+    /// Embeddings of a list of images to a .npy file.
+    Embed(cmd::embed::EmbedArgs),
     /// Describe backbone configurations (layers, parameters, FLOPs).
     #[command(subcommand)]
     Model(cmd::model::Model),
@@ -50,6 +56,9 @@ fn main() -> ExitCode {
         Command::Device(args) => args.run(),
         Command::Demo(args) => args.run(),
         Command::Model(model) => model.run(),
+        Command::Train(args) => args.run(),
+        Command::Eval(args) => args.run(),
+        Command::Embed(args) => args.run(),
         Command::Export(args) => cmd::export::run(args),
         Command::Quantize(args) => cmd::quantize::run(args),
     };

@@ -239,6 +239,11 @@ fn crop_cache_hits_on_second_use_and_misses_on_new_landmarks() {
     cache.get_or_align(&source, Some(&points), &config).unwrap();
     cache.get_or_align(&source, None, &config).unwrap();
     assert_eq!(cache.counts(), (1, 3));
+    assert!(cache.get("../x").is_none());
+    assert!(matches!(
+        cache.put("ab", &first),
+        Err(Error::InvalidInput(_))
+    ));
 }
 
 fn loader_config(cache: Option<PathBuf>) -> LoaderConfig {

@@ -44,6 +44,22 @@ pub enum ClientError<E> {
     Unexpected,
 }
 
+impl<E: core::fmt::Display> core::fmt::Display for ClientError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ClientError::Link(e) => write!(f, "serial link failed: {e}"),
+            ClientError::Encode(e) => write!(f, "request could not be framed: {e}"),
+            ClientError::Timeout => f.write_str("the board did not answer in time"),
+            ClientError::BadFrame(reason) => {
+                write!(f, "the board's answer was damaged ({reason:?})")
+            }
+            ClientError::Unexpected => f.write_str("the board answered out of turn"),
+        }
+    }
+}
+
+impl<E: core::fmt::Debug + core::fmt::Display> core::error::Error for ClientError<E> {}
+
 /// One image to enroll: encoded bytes (JPEG, PNG, PGM) and optional 5-point landmarks.
 #[derive(Debug, Clone, Copy)]
 pub struct EnrollImage<'a> {

@@ -31,7 +31,7 @@ fn norm_f64(values: &[f32]) -> Result<f64> {
     }
     let sum: f64 = values.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
     let norm = libm::sqrt(sum);
-    if !(norm > 0.0) {
+    if norm <= 0.0 {
         return Err(Error::ZeroNorm);
     }
     Ok(norm)
@@ -50,7 +50,7 @@ pub fn quantize(values: &[f32], out: &mut [i8]) -> Result<f32> {
     }
 
     let max = values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    if !(max > 0.0) {
+    if max == 0.0 {
         return Err(Error::ZeroNorm);
     }
     let scale = max / QUANT_MAX;

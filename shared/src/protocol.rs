@@ -158,6 +158,9 @@ pub struct Counters {
 }
 
 /// A response from the board to the host, echoing the request's sequence number.
+// A user-list page makes this enum ~0.5 KB; without alloc it cannot be boxed, and it lives on
+// the stack only while one frame is encoded or decoded.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Response<'a> {

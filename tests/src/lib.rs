@@ -1,1 +1,239 @@
-//! Whole-system tests for facelock: train, export, boot facelockd, enroll, verify.
+//! Whole-system tests for facelock: the real `facelock` and `facelockd` executables, run the
+//! way a user runs them, from training to a lockout on a virtual board.
+//!
+//! This library holds what the tests share: finding the executables, generated face data,
+//! and a virtual board on a pseudo-terminal.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use facelock_firmware::testing::draw_face;
+use facelock_shared::client::Client;
+use facelock_shared::protocol::{Request, Response};
+use facelock_shared::serial::{open_pty, ControllerLink, Pty};
+
+/// The folder cargo put this test's executables in (`target/<profile>`).
+fn profile_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test binary>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary outside target/")?;
+    Ok(dir.to_path_buf())
+}
+
+/// Path of a workspace executable (`facelock`, `facelockd`), built with cargo if missing.
+pub fn executable(name: &str) -> anyhow::Result<PathBuf> {
+    let path = profile_dir()?.join(name);
+    if path.is_file() {
+        return Ok(path);
+    }
+    let package = match name {
+        "facelock" => "facelock-host",
+        "facelockd" => "facelock-firmware",
+        other => bail!("unknown executable {other}"),
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-p", package, "--bin", name])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() || !path.is_file() {
+        bail!("{name} is not built and `cargo build -p {package}` failed");
+    }
+    Ok(path)
+}
+
+/// Runs `facelock` with `args`; fails with its output when it exits non-zero.
+pub fn facelock(args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new(executable("facelock")?)
+        .args(args)
+        .output()
+        .context("starting facelock")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if !output.status.success() {
+        bail!(
+            "facelock {} failed ({}):\n{text}",
+            args.join(" "),
+            output.status
+        );
+    }
+    Ok(text)
+}
+
+/// A generated face data set: `<root>/person_PPP/shot_SS.jpg` and a landmarks TSV.
+pub struct FaceSet {
+    /// Folder of identity folders.
+    pub root: PathBuf,
+    /// Landmarks TSV covering every image.
+    pub landmarks: PathBuf,
+}
+
+/// Relative path of a generated image.
+pub fn image_name(person: u64, shot: u64) -> String {
+    format!("person_{person:03}/shot_{shot:02}.jpg")
+}
+
+/// Draws `shots` images for each of `persons` into `dir`.
+pub fn generate_faces(dir: &Path, persons: &[u64], shots: u64) -> anyhow::Result<FaceSet> {
+    let root = dir.join("faces");
+    let mut tsv = String::from("# path\tlex\tley\trex\trey\tnx\tny\tlmx\tlmy\trmx\trmy\n");
+    for &person in persons {
+        std::fs::create_dir_all(root.join(format!("person_{person:03}")))?;
+        for shot in 0..shots {
+            let face = draw_face(person, shot);
+            let name = image_name(person, shot);
+            std::fs::write(root.join(&name), face.jpeg())?;
+            tsv.push_str(&name);
+            for (x, y) in face.landmarks {
+                tsv.push_str(&format!("\t{x:.2}\t{y:.2}"));
+            }
+            tsv.push('\n');
+        }
+    }
+    let landmarks = dir.join("landmarks.tsv");
+    std::fs::write(&landmarks, tsv)?;
+    Ok(FaceSet { root, landmarks })
+}
+
+/// Writes a TSV pairs file (`fold label a b`): for each person, `same` genuine pairs and as
+/// many impostor pairs with the next person.
+pub fn write_pairs(path: &Path, persons: &[u64], shots: u64) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for (i, &person) in persons.iter().enumerate() {
+        let other = persons[(i + 1) % persons.len()];
+        for shot in 0..shots.saturating_sub(1) {
+            let fold = shot as usize % 10;
+            text.push_str(&format!(
+                "{fold}\t1\t{}\t{}\n",
+                image_name(person, shot),
+                image_name(person, shot + 1)
+            ));
+            text.push_str(&format!(
+                "{fold}\t0\t{}\t{}\n",
+                image_name(person, shot),
+                image_name(other, shot + 1)
+            ));
+        }
+    }
+    std::fs::write(path, text)?;
+    Ok(())
+}
+
+/// A `facelockd` process on a pseudo-terminal, with its files in one folder.
+pub struct Board {
+    child: Option<Child>,
+    pty: Pty,
+    dir: PathBuf,
+    model: PathBuf,
+}
+
+/// The admin key the tests provision (hex, 32 bytes).
+pub const ADMIN_KEY_HEX: &str =
+    "6661636c6f636b2d6532652d61646d696e2d6b65792d3332627974657321212121";
+
+impl Board {
+    /// Provisions a key and boots `facelockd` with `model`; files live in `dir`.
+    pub fn boot(dir: &Path, model: &Path) -> anyhow::Result<Board> {
+        std::fs::write(dir.join("admin.key"), ADMIN_KEY_HEX)?;
+        let pty = open_pty().context("opening a pseudo-terminal")?;
+        let mut board = Board {
+            child: None,
+            pty,
+            dir: dir.to_path_buf(),
+            model: model.to_path_buf(),
+        };
+        board.start()?;
+        Ok(board)
+    }
+
+    /// Starts (or restarts) the daemon on the same line and files.
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("facelockd.log"))?;
+        let child = Command::new(executable("facelockd")?)
+            .arg("--model")
+            .arg(&self.model)
+            .arg("--gallery")
+            .arg(self.dir.join("gallery.bin"))
+            .arg("--serial")
+            .arg(&self.pty.path)
+            .arg("--admin-key-file")
+            .arg(self.dir.join("admin.key"))
+            .arg("--lock-gpio")
+            .arg(format!("file:{}", self.dir.join("lock.log").display()))
+            .arg("--pulse-ms")
+            .arg("20")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting facelockd")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Stops the daemon with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on a child we spawned and have not reaped yet.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+
+    /// A protocol client on the host end of the line.
+    pub fn client(&self) -> anyhow::Result<Client<ControllerLink>> {
+        let controller = self.pty.controller.try_clone()?;
+        Ok(Client::new(
+            ControllerLink::new(controller, Duration::from_millis(100)),
+            50,
+        ))
+    }
+
+    /// Waits for the daemon to answer Hello; returns (threshold, enrolled users).
+    pub fn wait_ready(
+        &mut self,
+        client: &mut Client<ControllerLink>,
+    ) -> anyhow::Result<(f32, u32)> {
+        let start = Instant::now();
+        loop {
+            let hello = client.call(&Request::Hello, |r| match r {
+                Response::Hello {
+                    threshold,
+                    enrolled,
+                    ..
+                } => Some((*threshold, *enrolled)),
+                _ => None,
+            });
+            if let Ok(Some(hello)) = hello {
+                return Ok(hello);
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                bail!("facelockd exited ({status}):\n{}", self.log());
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                bail!("facelockd did not answer within 120 s:\n{}", self.log());
+            }
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("facelockd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -4,9 +4,12 @@ pub mod bench;
 pub mod data;
 pub mod demo;
 pub mod device;
+pub mod embed;
+pub mod eval;
 pub mod export;
 pub mod model;
 pub mod quantize;
+pub mod train;
 
 /// Logs to stderr through tracing: INFO by default, `-v` debug, `-vv` trace, `RUST_LOG` wins.
 pub fn init_logging(verbose: u8) {

@@ -79,13 +79,15 @@ impl CropCache {
             .collect())
     }
 
-    fn file(&self, key: &str) -> PathBuf {
-        self.dir.join(&key[..2]).join(format!("{key}.rgb"))
+    /// The file of `key`; `None` unless the key is 64 lowercase hex digits.
+    fn file(&self, key: &str) -> Option<PathBuf> {
+        let valid = key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        valid.then(|| self.dir.join(&key[..2]).join(format!("{key}.rgb")))
     }
 
-    /// The cached crop for `key`, if present and intact.
+    /// The cached crop for `key` (from [`CropCache::key`]), if present and intact.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
-        let path = self.file(key);
+        let path = self.file(key)?;
         match std::fs::read(&path) {
             Ok(bytes) if bytes.len() == ALIGNED_RGB_LEN => Some(bytes),
             Ok(bytes) => {
@@ -100,7 +102,7 @@ impl CropCache {
         }
     }
 
-    /// Stores a crop, [112, 112, 3], atomically (temporary file, then rename).
+    /// Stores a crop, [112, 112, 3], under `key` (from [`CropCache::key`]) atomically (temporary file, then rename).
     pub fn put(&self, key: &str, crop: &[u8]) -> Result<()> {
         if crop.len() != ALIGNED_RGB_LEN {
             return Err(Error::InvalidInput(format!(
@@ -108,7 +110,9 @@ impl CropCache {
                 crop.len()
             )));
         }
-        let path = self.file(key);
+        let path = self
+            .file(key)
+            .ok_or_else(|| Error::InvalidInput(format!("'{key}' is not a crop cache key")))?;
         let folder = path.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, e))?;
         let temporary = folder.join(format!(

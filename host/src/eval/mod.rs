@@ -1,6 +1,7 @@
 //! Verification evaluation: embedding, pair scoring, k-fold accuracy, ROC, TAR@FAR, EER, AUC.
 pub mod embedder;
 pub mod npy;
+pub mod pair_scores;
 pub mod report;
 pub mod verification;
 

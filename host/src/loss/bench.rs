@@ -24,6 +24,8 @@ pub struct Config {
     pub reps: usize,
     /// Where the tensors live.
     pub device: Device,
+    /// Also time the three GEMMs of the same shape (X·Wᵀ, G·W, Gᵀ·X) as a speed-of-light row.
+    pub gemm_baseline: bool,
     /// Skip the naive head when its estimated footprint exceeds this many bytes.
     pub naive_limit_bytes: u64,
 }
@@ -31,7 +33,8 @@ pub struct Config {
 /// One measured (or skipped) implementation at one shape.
 #[derive(Clone, Debug)]
 pub struct Row {
-    /// `fused` (the op's kernels), `fused+candle` (through candle's autograd) or `naive`.
+    /// `fused` (the op's kernels), `fused+candle` (through candle's autograd), `3 gemms` or
+    /// `naive`.
     pub implementation: &'static str,
     /// Embedding width.
     pub dim: usize,
@@ -79,6 +82,17 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> candle_core::Resu
                 &shape,
             )?);
 
+            if config.gemm_baseline {
+                rows.push(measure(
+                    "3 gemms",
+                    (config.batch, dim, classes),
+                    config.reps,
+                    || three_gemms(&x, &w),
+                    &mut progress,
+                    &shape,
+                )?);
+            }
+
             let estimate = naive_estimate_bytes(config.batch, dim, classes);
             if estimate > config.naive_limit_bytes {
                 let note = format!("skipped: needs ~{:.1} GB", estimate as f64 / 1e9);
@@ -100,6 +114,16 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> candle_core::Resu
                     &mut progress,
                     &shape,
                 )?);
+            }
+        }
+    }
+    if !config.device.is_cpu() {
+        // Resident memory says nothing about GPU memory: do not report it.
+        for row in &mut rows {
+            row.peak_extra_mb = None;
+            row.beyond_grads_mb = None;
+            if row.note.is_empty() {
+                row.note = "GPU memory not measured".into();
             }
         }
     }
@@ -162,6 +186,16 @@ fn fused_direct(x: &Tensor, w: &Tensor, y: &Tensor) -> candle_core::Result<()> {
     fused_cpu::backward(&p, &fwd.lse, 1.0, &mut dx, &mut dw).map_err(candle_core::Error::Msg)?;
     std::hint::black_box((dx, dw));
     Ok(())
+}
+
+/// The three GEMMs a fused forward+backward cannot avoid, through candle's matmul.
+fn three_gemms(x: &Tensor, w: &Tensor) -> candle_core::Result<()> {
+    let g = x.matmul(&w.t()?)?; // [batch, classes], stands in for the softmax gradient
+    let dx = g.matmul(w)?; // [batch, dim]
+    let dw = g.t()?.matmul(x)?; // [classes, dim]
+    dx.sum_all()?.to_scalar::<f32>()?;
+    dw.sum_all()?.to_scalar::<f32>()?;
+    x.device().synchronize()
 }
 
 /// Loss and backward through candle's autograd, with the fused op or the naive graph.

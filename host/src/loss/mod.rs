@@ -69,6 +69,27 @@ pub fn am_softmax_loss_tiled(
     features.apply_op3(&weights, &labels, op::AmSoftmaxOp::new(scale, margin, tile))
 }
 
+/// Mean AM-Softmax loss with its gradients computed directly: (loss [], dX [batch, dim],
+/// dW [classes, dim]), all detached. For a trainer that applies dW itself and sends dX back into
+/// the network (e.g. via `(features · dX.detach()).sum_all().backward()`); it avoids the
+/// autograd path's zero-filled accumulator and sum for dW, which matter at millions of classes.
+pub fn am_softmax_loss_and_grads(
+    features: &Tensor,
+    weights: &Tensor,
+    labels: &Tensor,
+    scale: f32,
+    margin: f32,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let (features, weights, labels) = prepare(features, weights, labels)?;
+    op::loss_and_grads(
+        &features.detach(),
+        &weights.detach(),
+        &labels,
+        scale,
+        margin,
+    )
+}
+
 /// Plain softmax baseline head: logits = features·weightsᵀ + bias, mean cross-entropy.
 ///
 /// `features` [batch, dim], `weights` [classes, dim], `bias` [classes], `labels` u32 [batch].

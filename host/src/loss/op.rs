@@ -170,6 +170,32 @@ impl CustomOp3 for AmSoftmaxOp {
     }
 }
 
+/// Loss and (dX, dW) without candle's autograd: one forward and one gradient pass, and no
+/// zero-filled gradient accumulators (the autograd path holds ~3 copies of dW at its peak).
+pub fn loss_and_grads(
+    features: &Tensor,
+    weights: &Tensor,
+    labels: &Tensor,
+    scale: f32,
+    margin: f32,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let forward = AmSoftmaxOp::new(scale, margin, 0);
+    let loss = features.apply_op3_no_bwd(weights, labels, &forward)?;
+    let grad_op = AmSoftmaxGradOp {
+        scale,
+        margin,
+        tile: 0,
+        grad: 1.0,
+        lse: forward.lse.get().cloned(),
+    };
+    let flat = features.apply_op3_no_bwd(weights, labels, &grad_op)?;
+    let (b, d) = features.dims2()?;
+    let c = weights.dim(0)?;
+    let d_features = flat.narrow(0, 0, b * d)?.reshape((b, d))?;
+    let d_weights = flat.narrow(0, b * d, c * d)?.reshape((c, d))?;
+    Ok((loss, d_features, d_weights))
+}
+
 impl CustomOp3 for AmSoftmaxGradOp {
     fn name(&self) -> &'static str {
         "am-softmax-grad"

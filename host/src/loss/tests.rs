@@ -349,3 +349,20 @@ fn bad_inputs_give_clear_errors() {
     let text = message(am_softmax_loss(&x, &w, &short, 30.0, 0.35));
     assert!(text.contains("labels has shape [3]"), "{text}");
 }
+
+#[test]
+fn loss_and_grads_without_autograd_match_reference() {
+    let (b, d, c) = (6, 10, 33);
+    let (x, w, y) = tensors(b, d, c, 29);
+    let (loss, dx, dw) = am_softmax_loss_and_grads(&x, &w, &y, 30.0, 0.35).unwrap();
+    let xs = widen(&x.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    let ws = widen(&w.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    let exact = loss_and_grads_f64(&xs, &ws, &y.to_vec1::<u32>().unwrap(), d, 30.0, 0.35);
+    let loss = f64::from(loss.to_scalar::<f32>().unwrap());
+    assert!((loss - exact.loss).abs() < 1e-5 * exact.loss);
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(dx.dims(), [b, d]);
+    assert_eq!(dw.dims(), [c, d]);
+    assert!(relative_error(&flat(&dx), &exact.d_features) < 1e-5);
+    assert!(relative_error(&flat(&dw), &exact.d_weights) < 1e-5);
+}

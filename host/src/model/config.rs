@@ -115,7 +115,8 @@ impl ModelConfig {
         if self.stages.is_empty() || self.stages.iter().any(|s| s.repeats == 0 || s.stride == 0) {
             return bad("model stages must be non-empty with repeats and strides >= 1".into());
         }
-        if self.input_size == 0 || self.input_size % self.total_stride() != 0 {
+        let stride = self.total_stride();
+        if self.input_size == 0 || self.input_size / stride * stride != self.input_size {
             return bad(format!(
                 "model input size {} is not a multiple of the total stride {}",
                 self.input_size,

@@ -192,3 +192,23 @@ pub fn load_model(path: &Path, device: &Device) -> Result<(MobileFaceNet, Checkp
     model.params().load(&dir.join("model.safetensors"))?;
     Ok((model, config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn onnx_models_are_a_named_gap() {
+        let error = load_model(Path::new("model.onnx"), &Device::Cpu)
+            .err()
+            .unwrap();
+        assert!(matches!(error, Error::Unsupported(_)), "{error}");
+    }
+
+    #[test]
+    fn missing_checkpoint_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = load_model(dir.path(), &Device::Cpu).err().unwrap();
+        assert!(error.to_string().contains("config.json"), "{error}");
+    }
+}

@@ -1,7 +1,9 @@
 //! Training: SGD with momentum, LR and margin schedules, checkpoints, metrics and curves.
 pub mod checkpoint;
 pub mod curves;
+pub mod device;
 pub mod head;
+pub mod loader_source;
 pub mod optimizer;
 pub mod schedule;
 pub mod synthetic;

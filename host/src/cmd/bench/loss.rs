@@ -39,6 +39,9 @@ pub struct LossArgs {
     /// Skip the naive head when it would need more than this many GB.
     #[arg(long, default_value_t = 8.0)]
     naive_limit_gb: f64,
+    /// Also time the three plain GEMMs of the same shape (the speed-of-light row).
+    #[arg(long)]
+    gemms: bool,
     /// Also write the rows as CSV here.
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -48,6 +51,9 @@ pub struct LossArgs {
 }
 
 pub fn run(args: LossArgs) -> anyhow::Result<()> {
+    if args.batch == 0 || args.dims.contains(&0) || args.classes.contains(&0) {
+        anyhow::bail!("--batch, --dims and --classes must all be > 0");
+    }
     if let Some(threads) = args.threads {
         // candle's CPU matmul reads RAYON_NUM_THREADS; our fused op uses the global pool.
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
@@ -71,9 +77,10 @@ pub fn run(args: LossArgs) -> anyhow::Result<()> {
         classes: args.classes,
         reps: args.reps,
         device,
+        gemm_baseline: args.gemms,
         naive_limit_bytes: (args.naive_limit_gb * 1e9) as u64,
     };
-    let runs_per_shape = if args.device.is_cpu() { 3 } else { 2 };
+    let runs_per_shape = usize::from(args.device.is_cpu()) + 2 + usize::from(args.gemms);
     let total = config.dims.len() * config.classes.len() * runs_per_shape * config.reps;
     let bar = indicatif::ProgressBar::new(total as u64);
     let rows = bench::run(&config, |what| {

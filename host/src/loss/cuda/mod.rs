@@ -34,21 +34,44 @@ const KERNELS: [&str; 6] = [
 ];
 
 /// Whether the NVRTC library can be loaded (set `LD_LIBRARY_PATH`; see `scripts/nvrtc-env.sh`).
+///
+/// The default build loads cudarc's libraries at run time (`fallback-dynamic-loading`); the
+/// `cuda` feature turns on candle's `dynamic-linking`, where they are linked and always present.
 pub fn nvrtc_available() -> bool {
+    #[cfg(not(feature = "cuda"))]
     // SAFETY: only tries to dlopen the library under its candidate names.
-    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+    return unsafe { cudarc::nvrtc::sys::is_culib_present() };
+    #[cfg(feature = "cuda")]
+    true
 }
 
-/// Whether the CUDA driver library can be loaded.
+/// Whether the CUDA driver library can be loaded (always true in a `cuda` build: it is linked).
 pub fn driver_available() -> bool {
+    #[cfg(not(feature = "cuda"))]
     // SAFETY: only tries to dlopen the library under its candidate names.
-    unsafe { cudarc::driver::sys::is_culib_present() }
+    return unsafe { cudarc::driver::sys::is_culib_present() };
+    #[cfg(feature = "cuda")]
+    true
+}
+
+/// The default stream of GPU `ordinal`, or a clear error when there is no driver or device.
+pub fn device_stream(ordinal: usize) -> Result<Arc<CudaStream>> {
+    if !driver_available() {
+        return Err(Error::Cuda(
+            "no CUDA driver (libcuda) on this machine: no CUDA device".into(),
+        ));
+    }
+    let context = cudarc::driver::CudaContext::new(ordinal)
+        .map_err(|e| Error::Cuda(format!("no usable CUDA device {ordinal}: {e:?}")))?;
+    Ok(context.default_stream())
 }
 
 /// PTX for [`SOURCE`], compiled by NVRTC for `arch` (e.g. `"sm_80"`; `None` = NVRTC's default)
 /// once per process and cached by source hash.
 pub fn compile_ptx(arch: Option<&'static str>) -> Result<String> {
-    static CACHE: OnceLock<Mutex<HashMap<(u64, Option<&'static str>), String>>> = OnceLock::new();
+    /// PTX text by (source hash, target architecture).
+    type PtxCache = Mutex<HashMap<(u64, Option<&'static str>), String>>;
+    static CACHE: OnceLock<PtxCache> = OnceLock::new();
     if !nvrtc_available() {
         return Err(Error::Cuda(
             "cannot load libnvrtc (install nvidia-cuda-nvrtc-cu12, source scripts/nvrtc-env.sh)"
@@ -415,7 +438,6 @@ impl Kernels {
         self.stream.memcpy_dtod(&d_xhat, &mut d_x).map_err(driver)?;
         self.norm_backward(x, &inv_x, &mut d_x, p.batch, p.dim, false)?;
         self.norm_backward(w, &inv_w, &mut d_w, p.classes, p.dim, true)?;
-        drop((d_x, d_w));
         Ok(flat)
     }
 

@@ -54,8 +54,7 @@ fn relative(a: &[f32], b: &[f32]) -> f64 {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn cuda_kernels_match_fused_cpu_within_1e_4() {
-    let context = cudarc::driver::CudaContext::new(0).expect("no CUDA device 0");
-    let stream = context.default_stream();
+    let stream = device_stream(0).unwrap_or_else(|e| panic!("{e}"));
     let kernels = Kernels::new(stream.clone()).unwrap();
     // (batch, dim, classes): one tile, several tiles with a ragged last one.
     for (b, d, c) in [(7, 16, 100), (64, 128, 70_001), (256, 512, 40_000)] {
@@ -111,8 +110,7 @@ fn cuda_kernels_match_fused_cpu_within_1e_4() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn zero_norm_row_on_gpu_is_a_clear_error() {
-    let context = cudarc::driver::CudaContext::new(0).expect("no CUDA device 0");
-    let stream = context.default_stream();
+    let stream = device_stream(0).unwrap_or_else(|e| panic!("{e}"));
     let kernels = Kernels::new(stream.clone()).unwrap();
     let mut w = random(5 * 4, 3);
     w[8..12].fill(0.0);

@@ -1,0 +1,92 @@
+//! `facelock eval`: verification accuracy of a checkpoint on a pairs file (k-fold when the
+//! file has folds), TAR@FAR, EER, AUC, with report.json, roc.png and scores.png.
+use std::path::PathBuf;
+
+use clap::Args;
+use facelock_host::data::{AlignConfig, Landmarks, Pairs};
+use facelock_host::eval::pair_scores::{score_pairs, PairImages};
+use facelock_host::eval::{ScoredPairs, VerificationReport};
+use facelock_host::train::checkpoint;
+use facelock_host::train::device::{self, DeviceKind};
+
+/// Arguments of `facelock eval`.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Checkpoint directory (or a file in it). ONNX models are not supported yet.
+    #[arg(long)]
+    model: PathBuf,
+    /// Pairs file: LFW `pairs.txt` (10 folds), `pairsDevTest.txt` (no folds) or TSV.
+    #[arg(long)]
+    pairs: PathBuf,
+    /// Root the pair paths are relative to (e.g. `$FACELOCK_DATA/lfw`).
+    #[arg(long)]
+    images: PathBuf,
+    /// 5-point landmarks TSV (paths relative to --images); without it, centred crops.
+    #[arg(long)]
+    landmarks: Option<PathBuf>,
+    /// Directory for report.json, roc.png and scores.png.
+    #[arg(long)]
+    out: PathBuf,
+    /// Flip test-time augmentation: sum the embeddings of each image and its mirror.
+    #[arg(long)]
+    flip: bool,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Compute device.
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    device: DeviceKind,
+}
+
+impl EvalArgs {
+    /// Runs the evaluation and prints the summary.
+    pub fn run(self) -> anyhow::Result<()> {
+        let device = device::open(self.device)?;
+        let (model, config) = checkpoint::load_model(&self.model, &device)?;
+        let pairs = Pairs::load(&self.pairs)?;
+        let resolved = pairs.resolve(&self.images);
+        anyhow::ensure!(
+            !resolved.pairs.is_empty(),
+            "no usable pairs in {}",
+            self.pairs.display()
+        );
+        let landmarks = self.landmarks.as_deref().map(Landmarks::load).transpose()?;
+
+        let images = PairImages {
+            root: &self.images,
+            landmarks: landmarks.as_ref(),
+            align: AlignConfig::default(),
+            flip: self.flip,
+            batch: self.batch,
+            progress: true,
+        };
+        let scores = score_pairs(&model, &resolved.pairs, &images)?;
+        let same: Vec<bool> = resolved.pairs.iter().map(|p| p.same).collect();
+        let folds: Vec<usize> = resolved.pairs.iter().map(|p| p.fold).collect();
+        let scored = ScoredPairs {
+            scores: &scores,
+            same: &same,
+        };
+        let folds = (pairs.folds > 1).then_some(folds.as_slice());
+        let report = VerificationReport::compute(&scored, folds)?;
+        for line in report.summary() {
+            println!("{line}");
+        }
+        if !resolved.skipped.is_empty() {
+            println!(
+                "skipped {} pairs with missing images",
+                resolved.skipped.len()
+            );
+        }
+        let extra = serde_json::json!({
+            "model": self.model.display().to_string(),
+            "checkpoint_epoch": config.epoch,
+            "pairs_file": self.pairs.display().to_string(),
+            "pairs_skipped": resolved.skipped.len(),
+            "flip_tta": self.flip,
+        });
+        report.write(&scored, &self.out, extra)?;
+        println!("report: {}", self.out.join("report.json").display());
+        Ok(())
+    }
+}
