@@ -1,5 +1,6 @@
 //! NVRTC compile check (runs wherever libnvrtc loads) and CUDA-vs-CPU parity (needs a GPU).
 use super::*;
+#[cfg(feature = "cuda")]
 use crate::loss::fused_cpu::{self, Problem};
 
 #[test]
@@ -30,6 +31,7 @@ fn cuda_source_compiles_to_ptx_for_sm80_and_sm90() {
     }
 }
 
+#[cfg(feature = "cuda")]
 fn random(len: usize, seed: u64) -> Vec<f32> {
     // A small LCG: parity tests need varied values, not statistical quality.
     let mut state = seed
@@ -45,12 +47,14 @@ fn random(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+#[cfg(feature = "cuda")]
 fn relative(a: &[f32], b: &[f32]) -> f64 {
     let diff: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
     let norm: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
     (diff / norm).sqrt()
 }
 
+#[cfg(feature = "cuda")]
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn cuda_kernels_match_fused_cpu_within_1e_4() {
@@ -107,6 +111,7 @@ fn cuda_kernels_match_fused_cpu_within_1e_4() {
     }
 }
 
+#[cfg(feature = "cuda")]
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn zero_norm_row_on_gpu_is_a_clear_error() {
