@@ -45,6 +45,14 @@ pub enum Error {
     /// A case facelock knows about but does not handle (listed in the README's Limitations).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// An ONNX model that cannot be read, is not a facelock model, or that tract rejects.
+    #[error("onnx model '{path}': {reason}")]
+    Onnx {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A CUDA driver, NVRTC or cuBLAS failure, or no usable GPU.
     #[error("cuda: {0}")]
     Cuda(String),

@@ -7,9 +7,13 @@ pub mod demo;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod loss;
 pub mod model;
+pub mod onnx;
 pub mod plot;
+pub mod progress;
+pub mod quantize;
 pub mod train;
 
 pub use error::{Error, Result};

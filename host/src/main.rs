@@ -39,6 +39,10 @@ enum Command {
     /// Describe backbone configurations (layers, parameters, FLOPs).
     #[command(subcommand)]
     Model(cmd::model::Model),
+    /// Trained checkpoint → ONNX f32 (BN folded, facelock metadata), checked against candle.
+    Export(cmd::export::Args),
+    /// f32 ONNX → int8 QDQ ONNX, calibrated on aligned faces.
+    Quantize(cmd::quantize::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +59,8 @@ fn main() -> ExitCode {
         Command::Train(args) => args.run(),
         Command::Eval(args) => args.run(),
         Command::Embed(args) => args.run(),
+        Command::Export(args) => cmd::export::run(args),
+        Command::Quantize(args) => cmd::quantize::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

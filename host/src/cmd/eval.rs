@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use facelock_host::data::{AlignConfig, Landmarks, Pairs};
-use facelock_host::eval::pair_scores::{score_pairs, PairImages};
+use facelock_host::eval::pair_scores::{score_pairs, score_pairs_onnx, PairImages};
 use facelock_host::eval::{ScoredPairs, VerificationReport};
 use facelock_host::train::checkpoint;
 use facelock_host::train::device::{self, DeviceKind};
@@ -41,8 +41,18 @@ pub struct EvalArgs {
 impl EvalArgs {
     /// Runs the evaluation and prints the summary.
     pub fn run(self) -> anyhow::Result<()> {
-        let device = device::open(self.device)?;
-        let (model, config) = checkpoint::load_model(&self.model, &device)?;
+        let onnx = self
+            .model
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+        let (candle, onnx_model, epoch) = if onnx {
+            let model = facelock_host::onnx::Embedder::load(&self.model, self.batch.max(1))?;
+            (None, Some(model), None)
+        } else {
+            let device = device::open(self.device)?;
+            let (model, config) = checkpoint::load_model(&self.model, &device)?;
+            (Some(model), None, Some(config.epoch))
+        };
         let pairs = Pairs::load(&self.pairs)?;
         let resolved = pairs.resolve(&self.images);
         anyhow::ensure!(
@@ -60,7 +70,11 @@ impl EvalArgs {
             batch: self.batch,
             progress: true,
         };
-        let scores = score_pairs(&model, &resolved.pairs, &images)?;
+        let scores = match (&candle, &onnx_model) {
+            (Some(model), _) => score_pairs(model, &resolved.pairs, &images)?,
+            (None, Some(model)) => score_pairs_onnx(model, &resolved.pairs, &images)?,
+            (None, None) => anyhow::bail!("no model loaded"),
+        };
         let same: Vec<bool> = resolved.pairs.iter().map(|p| p.same).collect();
         let folds: Vec<usize> = resolved.pairs.iter().map(|p| p.fold).collect();
         let scored = ScoredPairs {
@@ -80,7 +94,7 @@ impl EvalArgs {
         }
         let extra = serde_json::json!({
             "model": self.model.display().to_string(),
-            "checkpoint_epoch": config.epoch,
+            "checkpoint_epoch": epoch,
             "pairs_file": self.pairs.display().to_string(),
             "pairs_skipped": resolved.skipped.len(),
             "flip_tta": self.flip,

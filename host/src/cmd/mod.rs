@@ -6,7 +6,9 @@ pub mod demo;
 pub mod device;
 pub mod embed;
 pub mod eval;
+pub mod export;
 pub mod model;
+pub mod quantize;
 pub mod train;
 
 /// Logs to stderr through tracing: INFO by default, `-v` debug, `-vv` trace, `RUST_LOG` wins.

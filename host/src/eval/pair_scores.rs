@@ -54,3 +54,31 @@ pub fn score_pairs(model: &MobileFaceNet, pairs: &[Pair], images: &PairImages) -
         .map(|p| cosine(&embeddings, dim, index[p.a.as_path()], index[p.b.as_path()]))
         .collect())
 }
+
+/// [`score_pairs`] for an ONNX model run by tract (its metadata's normalisation is used).
+pub fn score_pairs_onnx(
+    model: &crate::onnx::Embedder,
+    pairs: &[Pair],
+    images: &PairImages,
+) -> Result<Vec<f64>> {
+    let mut index: BTreeMap<&Path, usize> = BTreeMap::new();
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for pair in pairs {
+        for path in [&pair.a, &pair.b] {
+            index.entry(path.as_path()).or_insert_with(|| {
+                paths.push(path.clone());
+                paths.len() - 1
+            });
+        }
+    }
+    let align = crate::quantize::images::align_config(model.meta())?;
+    let embeddings = model.embed_all(paths.len(), images.flip, |i| {
+        let points = images.landmarks.and_then(|l| l.get(&paths[i]));
+        align_image(&images.root.join(&paths[i]), points.as_ref(), &align)
+    })?;
+    let dim = model.meta().embedding_dim;
+    Ok(pairs
+        .iter()
+        .map(|p| cosine(&embeddings, dim, index[p.a.as_path()], index[p.b.as_path()]))
+        .collect())
+}

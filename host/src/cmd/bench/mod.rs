@@ -2,6 +2,7 @@
 use clap::Subcommand;
 
 mod align;
+mod infer;
 mod loss;
 mod train;
 
@@ -10,6 +11,8 @@ mod train;
 pub enum Bench {
     /// Aligned images per second: decode + 5-point alignment of LFW images on N threads.
     Align(align::AlignBench),
+    /// ONNX inference latency in tract (and onnxruntime when its Python package is installed).
+    Infer(infer::Args),
     /// Fused vs naive AM-Softmax: forward+backward time and measured peak extra memory.
     Loss(loss::LossArgs),
     /// Training images/s of the backbone + AM-Softmax head (and a per-layer profile).
@@ -21,6 +24,7 @@ impl Bench {
     pub fn run(self) -> anyhow::Result<()> {
         match self {
             Bench::Align(args) => args.run(),
+            Bench::Infer(args) => infer::run(args),
             Bench::Loss(args) => loss::run(args),
             Bench::Train(bench) => bench.run(),
         }

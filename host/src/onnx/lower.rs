@@ -1,0 +1,112 @@
+//! Rewrites QDQ convolutions (DequantizeLinear → Conv → QuantizeLinear) into QLinearConv
+//! before tract loads a model: tract lowers QLinearConv onto integer (i8 × i8 → i32) matrix
+//! kernels, whereas a QDQ Conv would be run in float on dequantized tensors.
+use std::collections::{HashMap, HashSet};
+
+use tract_onnx::pb::{ModelProto, NodeProto};
+
+/// The model with every fully-QDQ Conv replaced by a QLinearConv (other nodes unchanged, dead
+/// DequantizeLinear nodes removed). A model without QDQ nodes comes back as it was.
+pub fn lower_qdq_for_tract(model: &ModelProto) -> ModelProto {
+    let mut model = model.clone();
+    let Some(graph) = model.graph.as_mut() else {
+        return model;
+    };
+    if !graph.node.iter().any(|n| n.op_type == "DequantizeLinear") {
+        return model;
+    }
+    let producer: HashMap<String, usize> = graph
+        .node
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.clone(), i)))
+        .collect();
+    let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        for input in &n.input {
+            consumers.entry(input.clone()).or_default().push(i);
+        }
+    }
+    let dequantize = |tensor: &str| -> Option<&NodeProto> {
+        let n = &graph.node[*producer.get(tensor)?];
+        (n.op_type == "DequantizeLinear" && n.input.len() == 3).then_some(n)
+    };
+
+    let mut replaced: HashMap<usize, NodeProto> = HashMap::new();
+    let mut removed: HashSet<usize> = HashSet::new();
+    for (i, conv) in graph.node.iter().enumerate() {
+        if conv.op_type != "Conv" || conv.input.len() < 2 {
+            continue;
+        }
+        let (Some(x), Some(w)) = (dequantize(&conv.input[0]), dequantize(&conv.input[1])) else {
+            continue;
+        };
+        let bias = match conv.input.get(2) {
+            Some(b) => match dequantize(b) {
+                Some(b) => Some(b.input[0].clone()),
+                None => continue,
+            },
+            None => None,
+        };
+        let users = consumers
+            .get(&conv.output[0])
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let [q] = users else { continue };
+        let quantize = &graph.node[*q];
+        if quantize.op_type != "QuantizeLinear" || quantize.input.len() != 3 {
+            continue;
+        }
+        let mut inputs = vec![
+            x.input[0].clone(),
+            x.input[1].clone(),
+            x.input[2].clone(),
+            w.input[0].clone(),
+            w.input[1].clone(),
+            w.input[2].clone(),
+            quantize.input[1].clone(),
+            quantize.input[2].clone(),
+        ];
+        inputs.extend(bias);
+        let lowered = NodeProto {
+            op_type: "QLinearConv".into(),
+            name: conv.name.clone(),
+            input: inputs,
+            output: quantize.output.clone(),
+            attribute: conv.attribute.clone(),
+            ..Default::default()
+        };
+        replaced.insert(i, lowered);
+        removed.insert(*q);
+    }
+
+    let nodes: Vec<NodeProto> = std::mem::take(&mut graph.node)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !removed.contains(i))
+        .map(|(i, n)| replaced.remove(&i).unwrap_or(n))
+        .collect();
+    graph.node = prune_dead(nodes, graph.output.iter().map(|o| o.name.clone()).collect());
+    tracing::debug!("lowered QDQ convolutions to QLinearConv for tract");
+    model
+}
+
+/// Drops nodes none of whose outputs is read (repeatedly), keeping the graph outputs.
+fn prune_dead(mut nodes: Vec<NodeProto>, outputs: HashSet<String>) -> Vec<NodeProto> {
+    loop {
+        let read: HashSet<&String> = nodes.iter().flat_map(|n| &n.input).collect();
+        let live: Vec<bool> = nodes
+            .iter()
+            .map(|n| {
+                n.output
+                    .iter()
+                    .any(|o| read.contains(o) || outputs.contains(o))
+            })
+            .collect();
+        if live.iter().all(|&l| l) {
+            return nodes;
+        }
+        let mut keep = live.into_iter();
+        nodes.retain(|_| keep.next().unwrap_or(true));
+    }
+}
