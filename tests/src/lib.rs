@@ -102,24 +102,31 @@ pub fn generate_faces(dir: &Path, persons: &[u64], shots: u64) -> anyhow::Result
     Ok(FaceSet { root, landmarks })
 }
 
-/// Writes a TSV pairs file (`fold label a b`): for each person, `same` genuine pairs and as
-/// many impostor pairs with the next person.
+/// Writes a TSV pairs file (`fold label a b`): consecutive shots of each person as genuine
+/// pairs, and each person's shots against every other person's as impostor pairs.
 pub fn write_pairs(path: &Path, persons: &[u64], shots: u64) -> anyhow::Result<()> {
     let mut text = String::new();
-    for (i, &person) in persons.iter().enumerate() {
-        let other = persons[(i + 1) % persons.len()];
+    let mut line = |fold: u64, same: bool, a: String, b: String| {
+        text.push_str(&format!("{}\t{}\t{a}\t{b}\n", fold % 10, u8::from(same)));
+    };
+    for &person in persons {
         for shot in 0..shots.saturating_sub(1) {
-            let fold = shot as usize % 10;
-            text.push_str(&format!(
-                "{fold}\t1\t{}\t{}\n",
+            line(
+                shot,
+                true,
                 image_name(person, shot),
-                image_name(person, shot + 1)
-            ));
-            text.push_str(&format!(
-                "{fold}\t0\t{}\t{}\n",
-                image_name(person, shot),
-                image_name(other, shot + 1)
-            ));
+                image_name(person, shot + 1),
+            );
+        }
+        for &other in persons.iter().filter(|&&other| other > person) {
+            for shot in 0..shots {
+                line(
+                    shot,
+                    false,
+                    image_name(person, shot),
+                    image_name(other, shot),
+                );
+            }
         }
     }
     std::fs::write(path, text)?;
