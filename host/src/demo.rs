@@ -431,6 +431,14 @@ pub fn run(
     // Restart with the default policy: the gallery must still be there, and five failures in a
     // row lock the board.
     board.stop()?;
+    // The measurement phase counted failures under its own policy; start the default policy
+    // from a clean lockout state so the demonstration shows five failures in a row.
+    let lockout_state = config.work.join("gallery.bin.lockout");
+    if let Err(error) = std::fs::remove_file(&lockout_state) {
+        if error.kind() != std::io::ErrorKind::NotFound {
+            return Err(Error::io(lockout_state, error));
+        }
+    }
     let mut board = Board::start(config, &pty, None)?;
     let (_, enrolled_after_restart) = wait_for_hello(&mut client, &mut board)?;
     let victim = &people[0];
