@@ -6,7 +6,7 @@ use clap::Args;
 use facelock_host::demo::{self, DemoConfig};
 
 /// Shipped default model, relative to the workspace root.
-const DEFAULT_MODEL: &str = "models/facelock-int8.onnx";
+const DEFAULT_MODEL: &str = "models/facelock-f32.onnx";
 
 /// Arguments of `facelock demo`.
 #[derive(Args)]
@@ -14,7 +14,7 @@ pub struct DemoArgs {
     /// Folder with lfw/, lfw-landmarks.tsv and lfw-protocol/.
     #[arg(long, env = "FACELOCK_DATA")]
     data: Option<PathBuf>,
-    /// The model the virtual board runs [default: models/facelock-int8.onnx].
+    /// The model the virtual board runs [default: models/facelock-f32.onnx].
     #[arg(long)]
     model: Option<PathBuf>,
     /// The facelockd executable [default: next to this one, built with cargo if missing].
