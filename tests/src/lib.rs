@@ -139,6 +139,7 @@ pub struct Board {
     pty: Pty,
     dir: PathBuf,
     model: PathBuf,
+    settings: Option<PathBuf>,
 }
 
 /// The admin key the tests provision (hex, 32 bytes).
@@ -148,13 +149,27 @@ pub const ADMIN_KEY_HEX: &str =
 impl Board {
     /// Provisions a key and boots `facelockd` with `model`; files live in `dir`.
     pub fn boot(dir: &Path, model: &Path) -> anyhow::Result<Board> {
+        Self::boot_with(dir, model, None)
+    }
+
+    /// Like [`Board::boot`], with a `facelock.toml` holding `settings`.
+    pub fn boot_with(dir: &Path, model: &Path, settings: Option<&str>) -> anyhow::Result<Board> {
         std::fs::write(dir.join("admin.key"), ADMIN_KEY_HEX)?;
+        let settings = match settings {
+            Some(text) => {
+                let path = dir.join("facelock.toml");
+                std::fs::write(&path, text)?;
+                Some(path)
+            }
+            None => None,
+        };
         let pty = open_pty().context("opening a pseudo-terminal")?;
         let mut board = Board {
             child: None,
             pty,
             dir: dir.to_path_buf(),
             model: model.to_path_buf(),
+            settings,
         };
         board.start()?;
         Ok(board)
@@ -166,7 +181,11 @@ impl Board {
             .create(true)
             .append(true)
             .open(self.dir.join("facelockd.log"))?;
-        let child = Command::new(executable("facelockd")?)
+        let mut command = Command::new(executable("facelockd")?);
+        if let Some(settings) = &self.settings {
+            command.arg("--config").arg(settings);
+        }
+        let child = command
             .arg("--model")
             .arg(&self.model)
             .arg("--gallery")
