@@ -258,14 +258,8 @@ impl Device {
         Ok(())
     }
 
-    /// 1:1 verify of a probe image against `user_id`, under the lockout policy at `now_ms`.
-    pub fn verify(
-        &mut self,
-        user_id: u32,
-        image: &[u8],
-        landmarks: Option<&Landmarks>,
-        now_ms: u64,
-    ) -> Result<VerifyOutcome, (ErrorCode, String)> {
+    /// Whether a verify of `user_id` may run at `now_ms`: not locked out, user enrolled.
+    pub fn may_verify(&self, user_id: u32, now_ms: u64) -> Result<(), (ErrorCode, String)> {
         if let Err(locked) = self.lockout.check(now_ms) {
             return Err((
                 ErrorCode::LockedOut,
@@ -275,10 +269,52 @@ impl Device {
         if !self.has_user(user_id) {
             return Err((ErrorCode::UnknownUser, format!("user {user_id}")));
         }
+        Ok(())
+    }
+
+    /// 1:1 verify of a probe image against `user_id`, under the lockout policy at `now_ms`.
+    pub fn verify(
+        &mut self,
+        user_id: u32,
+        image: &[u8],
+        landmarks: Option<&Landmarks>,
+        now_ms: u64,
+    ) -> Result<VerifyOutcome, (ErrorCode, String)> {
+        self.may_verify(user_id, now_ms)?;
         let embedding = self
             .embed(image, landmarks)
             .map_err(|e| (ErrorCode::BadImage, e.to_string()))?;
-        let probe = Template::<DIM>::from_embedding(&embedding)
+        self.decide(user_id, &embedding, now_ms)
+    }
+
+    /// 1:1 verify of a decoded camera frame whose face has `landmarks`.
+    pub fn verify_frame(
+        &mut self,
+        user_id: u32,
+        frame: &image::RgbImage,
+        landmarks: &Landmarks,
+        now_ms: u64,
+    ) -> Result<VerifyOutcome, (ErrorCode, String)> {
+        self.may_verify(user_id, now_ms)?;
+        let embedding = pipeline::align_chw(
+            frame,
+            Some(landmarks),
+            self.crop_fraction,
+            self.model.meta(),
+        )
+        .and_then(|chw| self.model.embed(&chw))
+        .map_err(|e| (ErrorCode::BadImage, e.to_string()))?;
+        self.decide(user_id, &embedding, now_ms)
+    }
+
+    /// Scores `embedding` against `user_id` and records the decision in the lockout state.
+    fn decide(
+        &mut self,
+        user_id: u32,
+        embedding: &[f32],
+        now_ms: u64,
+    ) -> Result<VerifyOutcome, (ErrorCode, String)> {
+        let probe = Template::<DIM>::from_embedding(embedding)
             .map_err(|e| (ErrorCode::from(e), e.to_string()))?;
         let score = self
             .gallery

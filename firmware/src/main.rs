@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use facelock_firmware::camera::{self, CameraSpec};
 use facelock_firmware::config::{AdminKey, FileConfig};
 use facelock_firmware::device::Device;
+use facelock_firmware::finder::{FaceFinder, LandmarkModel};
 use facelock_firmware::lock::{self, BoardPin, Lock, LockSpec};
 use facelock_firmware::model::FaceModel;
 use facelock_firmware::pipeline::DEFAULT_CROP_FRACTION;
-use facelock_firmware::server::Server;
+use facelock_firmware::server::{Server, Unlocker};
 use facelock_firmware::Error;
 use facelock_shared::decision::Policy;
 use facelock_shared::serial::SerialLink;
@@ -43,6 +45,21 @@ struct Args {
     /// Optional TOML settings: threshold, pulse_ms, baud.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Camera for `Unlock` requests: `dir:<folder>` (image files as frames) or `/dev/videoN`.
+    #[arg(long, requires = "landmark_model")]
+    camera: Option<CameraSpec>,
+    /// Landmark model (ONNX from `facelock landmarks train`), needed with --camera.
+    #[arg(long)]
+    landmark_model: Option<PathBuf>,
+    /// Smallest face width accepted in a camera frame, pixels.
+    #[arg(long, default_value_t = 60)]
+    min_face: u32,
+    /// Most frames examined per unlock.
+    #[arg(long, default_value_t = 10)]
+    unlock_frames: usize,
+    /// Longest capture time per unlock, ms.
+    #[arg(long, default_value_t = 2000)]
+    unlock_window_ms: u64,
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
@@ -64,6 +81,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     policy.max_lockout_ms = policy.max_lockout_ms.max(policy.lockout_ms);
     let crop_fraction = config.crop_fraction.unwrap_or(DEFAULT_CROP_FRACTION);
     let device = Device::open(model, policy, crop_fraction, &args.gallery, admin_key)?;
+    let unlocker = match (&args.camera, &args.landmark_model) {
+        (Some(spec), Some(landmarks)) => {
+            let finder = FaceFinder::new(LandmarkModel::load(landmarks)?, args.min_face)?;
+            Some(Unlocker {
+                camera: camera::open(spec)?,
+                finder,
+                max_frames: args.unlock_frames.max(1),
+                window: Duration::from_millis(args.unlock_window_ms),
+            })
+        }
+        _ => None,
+    };
 
     let pulse = Duration::from_millis(args.pulse_ms.or(config.pulse_ms).unwrap_or(3000));
     let pin = BoardPin::open(&args.lock_gpio)?;
@@ -77,6 +106,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     })?;
     tracing::info!(serial = %args.serial, threshold, "serving");
     let mut server = Server::new(device, lock);
+    if let Some(unlocker) = unlocker {
+        tracing::info!(camera = ?args.camera, "camera unlocks enabled");
+        server = server.with_camera(unlocker);
+    }
     server
         .serve(&mut link, lock::stop_requested)
         .context("serial link failed")?;

@@ -1,7 +1,7 @@
 //! The serial command server: reads frames from the link, answers each request, never stops
 //! serving on bad input.
 use std::io::{self, Read, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use embedded_hal::digital::OutputPin;
 use facelock_shared::frame::{self, Event, FrameDecoder, MAX_FRAME_LEN};
@@ -10,8 +10,10 @@ use facelock_shared::protocol::{
     MAX_IMAGE_LEN, PROTOCOL_VERSION,
 };
 
+use crate::camera::Camera;
 use crate::device::{now_ms, Device, VerifyOutcome};
 use crate::enroll::{ChunkRefusal, Enrollment, MAX_NAME_LEN};
+use crate::finder::{FaceFinder, Refusal};
 use crate::lock::Lock;
 use crate::nonce::{AuthRefusal, AuthState};
 use crate::pipeline;
@@ -31,6 +33,19 @@ pub struct Server<P: OutputPin> {
     enrollment: Option<Enrollment>,
     counters: Counters,
     started: Instant,
+    unlocker: Option<Unlocker>,
+}
+
+/// What `Unlock` requests use: the camera, the face finder and the capture budget.
+pub struct Unlocker {
+    /// Where frames come from.
+    pub camera: Box<dyn Camera>,
+    /// Detector + landmarks.
+    pub finder: FaceFinder,
+    /// Most frames examined per unlock.
+    pub max_frames: usize,
+    /// Longest time spent capturing per unlock.
+    pub window: Duration,
 }
 
 /// A response body owning its strings, turned into a borrowed [`Response`] for encoding.
@@ -54,7 +69,14 @@ impl<P: OutputPin> Server<P> {
             enrollment: None,
             counters: Counters::default(),
             started: Instant::now(),
+            unlocker: None,
         }
+    }
+
+    /// Serves `Unlock` requests from `unlocker`'s camera.
+    pub fn with_camera(mut self, unlocker: Unlocker) -> Self {
+        self.unlocker = Some(unlocker);
+        self
     }
 
     /// The device state (tests and shutdown).
@@ -201,6 +223,7 @@ impl<P: OutputPin> Server<P> {
                 self.require_admin(now).and_then(|()| self.delete(*user_id))
             }
             Request::Stats => Ok(Response::Stats(self.stats())),
+            Request::Unlock { user_id } => self.unlock(*user_id),
         };
         match result {
             Ok(response) => Reply::Plain(Box::new(response)),
@@ -384,6 +407,64 @@ impl<P: OutputPin> Server<P> {
         let outcome = self
             .device
             .verify(user_id, image, landmarks.as_ref(), now_ms())?;
+        Ok(self.decided(user_id, outcome))
+    }
+
+    /// Captures frames until one shows exactly one big-enough face, then verifies it; answers
+    /// why not when the frame or time budget runs out. Frames without a usable face do not
+    /// count as failed attempts.
+    fn unlock(&mut self, user_id: u32) -> Result<Response<'static>, Failure> {
+        self.device.may_verify(user_id, now_ms())?;
+        let unlocker = self.unlocker.as_mut().ok_or_else(|| {
+            fail(
+                ErrorCode::NoCamera,
+                "facelockd was started without --camera",
+            )
+        })?;
+        let start = Instant::now();
+        let mut frames = 0;
+        let mut last_refusal = None;
+        while frames < unlocker.max_frames && start.elapsed() < unlocker.window {
+            let frame = match unlocker.camera.capture() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                Err(e) => return Err(fail(ErrorCode::NoCamera, e.to_string())),
+            };
+            frames += 1;
+            let found = unlocker
+                .finder
+                .find(&frame)
+                .map_err(|e| fail(ErrorCode::Internal, e.to_string()))?;
+            match found {
+                Ok(points) => {
+                    let outcome = self
+                        .device
+                        .verify_frame(user_id, &frame, &points, now_ms())?;
+                    tracing::info!(user_id, frames, "unlock: face found");
+                    return Ok(self.decided(user_id, outcome));
+                }
+                Err(refusal) => {
+                    tracing::debug!(user_id, ?refusal, "unlock: frame refused");
+                    last_refusal = Some(refusal);
+                }
+            }
+        }
+        let detail = format!(
+            "no usable face in {frames} frames within {} ms",
+            start.elapsed().as_millis()
+        );
+        tracing::info!(user_id, frames, ?last_refusal, "unlock: no usable frame");
+        Err(fail(
+            last_refusal.map_or(ErrorCode::NoFace, Refusal::code),
+            detail,
+        ))
+    }
+
+    /// Counts a verify decision, pulses the lock on accept, and builds the answer.
+    fn decided(&mut self, user_id: u32, outcome: VerifyOutcome) -> Response<'static> {
         let VerifyOutcome {
             score,
             accepted,
@@ -402,13 +483,13 @@ impl<P: OutputPin> Server<P> {
             self.counters.lockouts += 1;
         }
         tracing::info!(user_id, score, accepted, failures, "verify");
-        Ok(Response::Verified {
+        Response::Verified {
             user_id,
             score,
             accepted,
             failures,
             locked_out_ms,
-        })
+        }
     }
 
     fn list(&self, start: u32) -> Reply {

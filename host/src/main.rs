@@ -39,6 +39,9 @@ enum Command {
     /// Describe backbone configurations (layers, parameters, FLOPs).
     #[command(subcommand)]
     Model(cmd::model::Model),
+    /// Five-point landmarks from a face detector's box: train the cascade, evaluate it.
+    #[command(subcommand)]
+    Landmarks(cmd::landmarks::LandmarksCmd),
     /// Trained checkpoint → ONNX f32 (BN folded, facelock metadata), checked against candle.
     Export(cmd::export::Args),
     /// f32 ONNX → int8 QDQ ONNX, calibrated on aligned faces.
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Train(args) => args.run(),
         Command::Eval(args) => args.run(),
         Command::Embed(args) => args.run(),
+        Command::Landmarks(cmd) => cmd.run(),
         Command::Export(args) => cmd::export::run(args),
         Command::Quantize(args) => cmd::quantize::run(args),
     };

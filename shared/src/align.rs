@@ -125,6 +125,26 @@ impl<'a> ImageRef<'a> {
         self.channels
     }
 
+    /// The pixels, [height, width, channels].
+    pub fn pixels(&self) -> &'a [u8] {
+        self.pixels
+    }
+
+    /// Writes the image as grey u8 into `out` (resized to width * height): RGB through the
+    /// Rec. 601 luma weights, grey copied.
+    #[cfg(feature = "std")]
+    pub fn grey_into(&self, out: &mut std::vec::Vec<u8>) {
+        out.clear();
+        if self.channels == 1 {
+            out.extend_from_slice(self.pixels);
+            return;
+        }
+        out.extend(self.pixels.chunks_exact(3).map(|p| {
+            let luma = 299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32;
+            ((luma + 500) / 1000) as u8
+        }));
+    }
+
     /// RGB of the pixel at integer `(x, y)`, grey replicated; black outside the image.
     fn rgb_at(&self, x: isize, y: isize) -> [f32; 3] {
         if x < 0 || y < 0 || x as usize >= self.width || y as usize >= self.height {
@@ -141,7 +161,7 @@ impl<'a> ImageRef<'a> {
     }
 
     /// Bilinear sample at real-valued `(x, y)`, values 0..=255 per channel.
-    fn sample(&self, x: f32, y: f32) -> [f32; 3] {
+    pub(crate) fn sample(&self, x: f32, y: f32) -> [f32; 3] {
         let x0 = libm::floorf(x);
         let y0 = libm::floorf(y);
         let fx = x - x0;

@@ -13,10 +13,13 @@ pub mod align;
 pub mod auth;
 pub mod client;
 pub mod decision;
+#[cfg(feature = "detect")]
+pub mod detect;
 pub mod embedding;
 pub mod error;
 pub mod frame;
 pub mod gallery;
+pub mod landmarks;
 pub mod model_meta;
 pub mod protocol;
 #[cfg(feature = "serial")]

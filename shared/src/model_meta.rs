@@ -40,3 +40,17 @@ pub fn parse_model_id(text: &str) -> Option<u64> {
     }
     u64::from_str_radix(text, 16).ok()
 }
+
+/// What the model computes: absent for face embeddings, [`KIND_LANDMARKS`] for the landmark
+/// cascade of [`crate::landmarks`].
+pub const KIND: &str = "facelock.kind";
+/// [`KIND`] value of a landmark cascade model.
+pub const KIND_LANDMARKS: &str = "landmarks";
+/// Number of cascade stages of a landmark model, e.g. `"3"`.
+pub const LANDMARK_STAGES: &str = "facelock.landmarks.stages";
+/// Side of the grey patch a landmark stage reads, e.g. `"32"`.
+pub const LANDMARK_PATCH: &str = "facelock.landmarks.patch";
+/// The starting shape in the detector's face box: 10 numbers, x y per point, box-relative.
+pub const LANDMARK_BOX_SHAPE: &str = "facelock.landmarks.box_shape";
+/// The face detector whose boxes the starting shape was measured on.
+pub const LANDMARK_DETECTOR: &str = "facelock.landmarks.detector";

@@ -117,6 +117,14 @@ pub enum Request<'a> {
     },
     /// Asks for counters.
     Stats,
+    /// Unlock for a claimed user from the board's own camera (what a keypad or card reader
+    /// sends): the board captures frames, finds one face, and answers [`Response::Verified`], or
+    /// an error saying why no frame could be used (no face, several faces, too small, locked
+    /// out, no camera). Needs no authentication; decisions count towards the lockout.
+    Unlock {
+        /// The claimed user's id.
+        user_id: u32,
+    },
 }
 
 /// One user in a [`Response::UserList`] page.
@@ -286,6 +294,10 @@ pub enum ErrorCode {
     Internal,
     /// 18: a request field is invalid (e.g. a name longer than 32 bytes).
     InvalidArgument,
+    /// 19: more than one face was found in the image.
+    SeveralFaces,
+    /// 20: the board has no camera, or the camera failed.
+    NoCamera,
     /// A code this build does not know (sent by a newer peer).
     Other(u16),
 }
@@ -312,6 +324,8 @@ impl ErrorCode {
             ErrorCode::WrongModel => 16,
             ErrorCode::Internal => 17,
             ErrorCode::InvalidArgument => 18,
+            ErrorCode::SeveralFaces => 19,
+            ErrorCode::NoCamera => 20,
             ErrorCode::Other(n) => n,
         }
     }
@@ -337,6 +351,8 @@ impl ErrorCode {
             16 => ErrorCode::WrongModel,
             17 => ErrorCode::Internal,
             18 => ErrorCode::InvalidArgument,
+            19 => ErrorCode::SeveralFaces,
+            20 => ErrorCode::NoCamera,
             n => ErrorCode::Other(n),
         }
     }
@@ -362,6 +378,8 @@ impl ErrorCode {
             ErrorCode::WrongModel => "the gallery was enrolled with a different model",
             ErrorCode::Internal => "internal error on the board",
             ErrorCode::InvalidArgument => "a request field is invalid",
+            ErrorCode::SeveralFaces => "more than one face was found",
+            ErrorCode::NoCamera => "the board has no working camera",
             ErrorCode::Other(_) => "unknown error code (newer firmware?)",
         }
     }

@@ -36,6 +36,12 @@ enum DeviceCommand {
     Enroll(EnrollArgs),
     /// 1:1 check of a probe image against a user's template.
     Verify(VerifyArgs),
+    /// Asks the board to unlock for a user from its own camera (as a keypad would).
+    Unlock {
+        /// The claimed user.
+        #[arg(long)]
+        user_id: u32,
+    },
     /// Enrolled users.
     List,
     /// Removes a user (admin).
@@ -164,6 +170,9 @@ impl DeviceArgs {
                 };
                 client.call(&request, show).map_err(link_error)?
             }
+            DeviceCommand::Unlock { user_id } => client
+                .call(&Request::Unlock { user_id }, show)
+                .map_err(link_error)?,
             DeviceCommand::List => list_all(&mut client)?,
             DeviceCommand::Delete { user_id, key } => {
                 device::authenticate(&mut client, &device::read_admin_key(&key.admin_key_file)?)?;

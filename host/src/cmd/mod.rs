@@ -7,6 +7,7 @@ pub mod device;
 pub mod embed;
 pub mod eval;
 pub mod export;
+pub mod landmarks;
 pub mod model;
 pub mod quantize;
 pub mod train;

@@ -83,6 +83,24 @@ impl Landmarks {
         self.points.is_empty()
     }
 
+    /// Writes the landmarks TSV (a `#` header, then rows sorted by path), readable by [`Landmarks::load`].
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut rows: Vec<_> = self.iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        let mut text = String::from(
+            "# path\tleft_eye_x\tleft_eye_y\tright_eye_x\tright_eye_y\tnose_x\tnose_y\t\
+             mouth_left_x\tmouth_left_y\tmouth_right_x\tmouth_right_y\n",
+        );
+        for (relative, points) in rows {
+            text.push_str(&relative.to_string_lossy());
+            for p in points {
+                text.push_str(&format!("\t{:.2}\t{:.2}", p[0], p[1]));
+            }
+            text.push('\n');
+        }
+        std::fs::write(path, text).map_err(|e| Error::io(path, e))
+    }
+
     /// All (relative path, landmarks) rows, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&Path, &FivePoints)> {
         self.points

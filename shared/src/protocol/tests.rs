@@ -74,6 +74,7 @@ fn requests() -> Vec<(&'static str, Request<'static>)> {
         ("list", Request::List { start: 16 }),
         ("delete", Request::Delete { user_id: 1001 }),
         ("stats", Request::Stats),
+        ("unlock", Request::Unlock { user_id: 1001 }),
     ]
 }
 
@@ -220,6 +221,7 @@ const REQUEST_FRAMES: &[(&str, &str)] = &[
     ("list", "0a0182020710d0f260ed00"),
     ("delete", "0b01820208e907c1d57a0400"),
     ("stats", "0901820209b1ada33000"),
+    ("unlock", "0b0182020ae907af01fe0700"),
 ];
 
 /// Same as [`REQUEST_FRAMES`] for responses.
@@ -311,7 +313,8 @@ fn every_variant_has_a_golden_case() {
             | Request::Verify { .. }
             | Request::List { .. }
             | Request::Delete { .. }
-            | Request::Stats => {}
+            | Request::Stats
+            | Request::Unlock { .. } => {}
         }
     }
     for (_, response) in responses() {
@@ -334,7 +337,7 @@ fn every_variant_has_a_golden_case() {
 #[test]
 fn error_codes_have_stable_numbers_and_meanings() {
     let mut seen = std::collections::HashSet::new();
-    for number in 1..=18u16 {
+    for number in 1..=20u16 {
         let code = ErrorCode::from_number(number);
         assert_eq!(code.number(), number);
         assert!(!matches!(code, ErrorCode::Other(_)), "{number}");
@@ -413,7 +416,7 @@ fn landmarks() -> impl Strategy<Value = Option<Landmarks>> {
 proptest! {
     #[test]
     fn requests_round_trip(
-        variant in 0u8..10,
+        variant in 0u8..11,
         seq in any::<u32>(),
         id in any::<u32>(),
         small in any::<u8>(),
@@ -435,6 +438,7 @@ proptest! {
             6 => Request::Verify { user_id: id, landmarks: marks, image: &bytes },
             7 => Request::List { start: id },
             8 => Request::Delete { user_id: id },
+            9 => Request::Unlock { user_id: id },
             _ => Request::Stats,
         };
         let envelope = Envelope::new(seq, request);
