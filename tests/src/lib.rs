@@ -140,6 +140,7 @@ pub struct Board {
     dir: PathBuf,
     model: PathBuf,
     settings: Option<PathBuf>,
+    extra_args: Vec<String>,
 }
 
 /// The admin key the tests provision (hex, 32 bytes).
@@ -154,6 +155,16 @@ impl Board {
 
     /// Like [`Board::boot`], with a `facelock.toml` holding `settings`.
     pub fn boot_with(dir: &Path, model: &Path, settings: Option<&str>) -> anyhow::Result<Board> {
+        Self::boot_with_args(dir, model, settings, &[])
+    }
+
+    /// Like [`Board::boot_with`], passing `extra_args` to `facelockd` (e.g. `--camera`).
+    pub fn boot_with_args(
+        dir: &Path,
+        model: &Path,
+        settings: Option<&str>,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Board> {
         std::fs::write(dir.join("admin.key"), ADMIN_KEY_HEX)?;
         let settings = match settings {
             Some(text) => {
@@ -170,6 +181,7 @@ impl Board {
             dir: dir.to_path_buf(),
             model: model.to_path_buf(),
             settings,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         board.start()?;
         Ok(board)
@@ -198,6 +210,7 @@ impl Board {
             .arg(format!("file:{}", self.dir.join("lock.log").display()))
             .arg("--pulse-ms")
             .arg("20")
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
