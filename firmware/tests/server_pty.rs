@@ -145,6 +145,7 @@ fn error_code(text: &str) -> Option<ErrorCode> {
         ErrorCode::StorageError,
         ErrorCode::LockedOut,
         ErrorCode::SequenceError,
+        ErrorCode::NoCamera,
     ]
     .into_iter()
     .find(|c| format!("{c:?}") == code)
@@ -494,4 +495,46 @@ fn full_gallery_refuses_enrollment_and_corrupt_gallery_is_kept_aside() {
         .collect();
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(std::fs::read(rig.path(&kept[0])).unwrap(), &bytes[..len]);
+}
+
+#[test]
+fn unlock_without_a_camera_is_a_named_refusal() {
+    let rig = Rig::new();
+    let daemon = rig.start();
+    let mut client = rig.client();
+    let unlock = |client: &mut Client, user_id: u32| {
+        client.call(&Request::Unlock { user_id }, |r| format!("{r:?}"))
+    };
+    assert_eq!(
+        error_code(&unlock(&mut client, 9)),
+        Some(ErrorCode::UnknownUser)
+    );
+    assert_eq!(client.authenticate(KEY), "AuthOk");
+    assert!(client
+        .enroll(9, "cam", &faces(9, 0..2), 8000)
+        .starts_with("Enrolled"));
+    let answer = unlock(&mut client, 9);
+    assert_eq!(error_code(&answer), Some(ErrorCode::NoCamera), "{answer}");
+    assert!(answer.contains("--camera"), "{answer}");
+    // The board keeps serving.
+    assert!(verify(&mut client, 9, &faces(9, 3..4)[0]).starts_with("Verified"));
+    drop(daemon);
+}
+
+#[test]
+fn camera_options_are_checked_at_start() {
+    let rig = Rig::new();
+    let mut command = rig.command();
+    command.args(["--camera", "/dev/video0", "--landmark-model"]);
+    command.arg(rig.path("model.onnx"));
+    let text = start_fails(command);
+    assert!(text.contains("landmark model"), "{text}");
+
+    let mut command = rig.command();
+    command.args(["--camera", "dir:/nonexistent/frames"]);
+    let text = start_fails(command);
+    assert!(
+        text.contains("landmark-model") || text.contains("landmark_model"),
+        "{text}"
+    );
 }
