@@ -3,7 +3,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use facelock_host::data::{align_image_rgb, AlignConfig, Dataset, Landmarks};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use facelock_host::data::align::align_decoded_rgb;
+use facelock_host::data::{decode_file, AlignConfig, Dataset, FivePoints, Landmarks};
+use facelock_host::landmarks::LandmarkModel;
 use facelock_shared::align::{ALIGNED_SIZE, TEMPLATE_112};
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -39,6 +43,13 @@ pub struct AlignArgs {
     /// Number of images in the montage (spread evenly over the aligned set).
     #[arg(long, default_value_t = 64)]
     montage_count: usize,
+    /// Find landmarks for images without a --landmarks row: face detector, then this landmark
+    /// model (ONNX from `facelock landmarks train`).
+    #[arg(long = "detect", value_name = "LANDMARK_MODEL")]
+    detect: Option<PathBuf>,
+    /// Write the landmarks used for every image (given or detected) to this TSV.
+    #[arg(long)]
+    write_landmarks: Option<PathBuf>,
 }
 
 impl AlignArgs {
@@ -59,26 +70,64 @@ impl AlignArgs {
             .iter()
             .filter(|s| landmarks.get(&s.path).is_none())
             .count();
-        if without > 0 {
+        let cascade = self
+            .detect
+            .as_deref()
+            .map(LandmarkModel::load)
+            .transpose()?;
+        if without > 0 && cascade.is_none() {
             tracing::warn!("{without} images have no landmarks: centred square crop fallback");
         }
+        let no_face = AtomicUsize::new(0);
 
         let bar = ProgressBar::new(count as u64).with_style(ProgressStyle::with_template(
             "aligning {bar:40} {pos}/{len} {per_sec} eta {eta}",
         )?);
-        let crops: Vec<Vec<u8>> = samples
+        let aligned: Vec<(Vec<u8>, Option<FivePoints>)> = samples
             .par_iter()
-            .map(|sample| {
+            .map_init(super::landmarks::detector, |detector, sample| {
                 let source = dataset.full_path(sample);
-                let crop = align_image_rgb(&source, landmarks.get(&sample.path).as_ref(), &config)?;
+                let image = decode_file(&source)?;
+                let mut points = landmarks.get(&sample.path);
+                if let (None, Some(cascade)) = (points, &cascade) {
+                    let detector = detector.as_mut().map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let view = image.view()?;
+                    match detector.largest(&view) {
+                        Some(face) => points = Some(cascade.locate(&view, &face.face)?),
+                        None => {
+                            no_face.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!("{}: no face found, centred crop", source.display());
+                        }
+                    }
+                }
+                let crop = align_decoded_rgb(&image, points.as_ref(), &config, &source)?;
                 let target = self.out.join(&sample.path).with_extension("png");
                 write_png(&target, &crop, ALIGNED_SIZE as u32, ALIGNED_SIZE as u32)?;
                 bar.inc(1);
-                Ok(crop)
+                Ok((crop, points))
             })
             .collect::<anyhow::Result<_>>()?;
         bar.finish_and_clear();
         println!("aligned {count} images into {}", self.out.display());
+        if cascade.is_some() {
+            let missed = no_face.load(Ordering::Relaxed);
+            println!(
+                "{} images without landmarks: detected {}, no face in {missed} (centred crop)",
+                without,
+                without - missed
+            );
+        }
+        if let Some(path) = &self.write_landmarks {
+            let mut table = Landmarks::default();
+            for (sample, (_, points)) in samples.iter().zip(&aligned) {
+                if let Some(points) = points {
+                    table.insert(sample.path.clone(), *points);
+                }
+            }
+            table.save(path)?;
+            println!("landmarks of {} images: {}", table.len(), path.display());
+        }
+        let crops: Vec<Vec<u8>> = aligned.into_iter().map(|(crop, _)| crop).collect();
 
         if let Some(path) = &self.montage {
             let picked = self.montage_count.min(crops.len());
