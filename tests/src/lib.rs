@@ -46,6 +46,23 @@ pub fn executable(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Relative path of LFW image `number` of `name`: `Name/Name_0001.jpg`.
+pub fn lfw_image(name: &str, number: usize) -> PathBuf {
+    PathBuf::from(format!("{name}/{name}_{number:04}.jpg"))
+}
+
+/// The row of `relative` in a landmarks TSV's text, in wire layout (x0, y0, .., x4, y4).
+pub fn landmarks_row(table: &str, relative: &Path) -> Option<[f32; 10]> {
+    let key = relative.to_str()?;
+    let line = table.lines().find(|l| l.split('\t').next() == Some(key))?;
+    let values: Vec<f32> = line
+        .split('\t')
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    values.try_into().ok()
+}
+
 /// Runs `facelock` with `args`; fails with its output when it exits non-zero.
 pub fn facelock(args: &[&str]) -> anyhow::Result<String> {
     let output = Command::new(executable("facelock")?)

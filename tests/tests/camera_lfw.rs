@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use facelock_e2e::{facelock, Board, ADMIN_KEY_HEX};
+use facelock_e2e::{
+    facelock, landmarks_row as landmarks_of, lfw_image as image, Board, ADMIN_KEY_HEX,
+};
 use facelock_shared::client::{EnrollImage, EnrollOutcome, ENROLL_CHUNK_LEN};
 use facelock_shared::protocol::{ErrorCode, Request, Response};
 use image::{imageops, RgbImage};
@@ -13,22 +15,7 @@ use image::{imageops, RgbImage};
 const USER: u32 = 42;
 /// Dev-test people (pairsDevTest side), never in the landmark training set.
 const ENROLLED: &str = "Abdullah_Gul";
-const IMPOSTOR: &str = "Ai_Sugiyama";
-
-fn image(name: &str, number: usize) -> PathBuf {
-    PathBuf::from(format!("{name}/{name}_{number:04}.jpg"))
-}
-
-fn landmarks_of(table: &str, relative: &Path) -> Option<[f32; 10]> {
-    let key = relative.to_str()?;
-    let line = table.lines().find(|l| l.split('\t').next() == Some(key))?;
-    let values: Vec<f32> = line
-        .split('\t')
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    values.try_into().ok()
-}
+const IMPOSTOR: &str = "Adrien_Brody";
 
 /// What the board answered to an unlock: a score, or an error code.
 fn unlock(

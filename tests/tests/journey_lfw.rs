@@ -3,7 +3,9 @@
 //! people enrolled on `facelockd` over a pseudo-terminal and checked.
 use std::path::{Path, PathBuf};
 
-use facelock_e2e::{facelock, Board, ADMIN_KEY_HEX};
+use facelock_e2e::{
+    facelock, landmarks_row as landmarks_of, lfw_image as image, Board, ADMIN_KEY_HEX,
+};
 use facelock_shared::client::{EnrollImage, EnrollOutcome, ENROLL_CHUNK_LEN};
 use facelock_shared::protocol::{ErrorCode, Request, Response};
 
@@ -25,22 +27,6 @@ fn people_with_images(data: &Path, list: &str, min: usize, n: usize) -> Vec<(Str
         })
         .take(n)
         .collect()
-}
-
-fn image(name: &str, number: usize) -> PathBuf {
-    PathBuf::from(format!("{name}/{name}_{number:04}.jpg"))
-}
-
-/// The landmarks row of `relative` from the LFW landmarks file, in wire layout.
-fn landmarks_of(table: &str, relative: &Path) -> Option<[f32; 10]> {
-    let key = relative.to_str()?;
-    let line = table.lines().find(|l| l.split('\t').next() == Some(key))?;
-    let values: Vec<f32> = line
-        .split('\t')
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    values.try_into().ok()
 }
 
 #[test]
