@@ -104,6 +104,9 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The camera could not be opened, configured or read.
+    #[error("camera: {0}")]
+    Camera(String),
     /// A feature that this build does not support.
     #[error("unsupported: {0}")]
     Unsupported(&'static str),

@@ -15,5 +15,6 @@ pub mod server;
 pub mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod v4l2;
 
 pub use error::{Error, Result};

@@ -421,6 +421,10 @@ impl<P: OutputPin> Server<P> {
                 "facelockd was started without --camera",
             )
         })?;
+        unlocker
+            .camera
+            .flush()
+            .map_err(|e| fail(ErrorCode::NoCamera, e.to_string()))?;
         let start = Instant::now();
         let mut frames = 0;
         let mut last_refusal = None;
