@@ -43,10 +43,13 @@ pub struct AlignArgs {
     /// Number of images in the montage (spread evenly over the aligned set).
     #[arg(long, default_value_t = 64)]
     montage_count: usize,
-    /// Find landmarks for images without a --landmarks row: face detector, then this landmark
-    /// model (ONNX from `facelock landmarks train`).
-    #[arg(long = "detect", value_name = "LANDMARK_MODEL")]
-    detect: Option<PathBuf>,
+    /// Find landmarks for images without a --landmarks row: the face detector, then the
+    /// landmark cascade of --landmark-model.
+    #[arg(long)]
+    detect: bool,
+    /// Landmark cascade for --detect (ONNX from `facelock landmarks train`).
+    #[arg(long, default_value = "models/facelock-landmarks.onnx")]
+    landmark_model: PathBuf,
     /// Write the landmarks used for every image (given or detected) to this TSV.
     #[arg(long)]
     write_landmarks: Option<PathBuf>,
@@ -72,8 +75,7 @@ impl AlignArgs {
             .count();
         let cascade = self
             .detect
-            .as_deref()
-            .map(LandmarkModel::load)
+            .then(|| LandmarkModel::load(&self.landmark_model))
             .transpose()?;
         if without > 0 && cascade.is_none() {
             tracing::warn!("{without} images have no landmarks: centred square crop fallback");
