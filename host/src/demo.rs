@@ -35,6 +35,21 @@ pub struct DemoConfig {
     pub impostors_per_user: usize,
     /// Seed for choosing people.
     pub seed: u64,
+    /// Landmark cascade for the camera phase (`facelockd --camera dir:`); `None` skips it.
+    pub landmark_model: Option<PathBuf>,
+    /// People checked through the board's camera, with one genuine and one impostor frame.
+    pub camera_users: usize,
+}
+
+/// One camera unlock: whose frame it was and what the board answered.
+#[derive(Debug, Clone)]
+pub struct CameraCheck {
+    /// The frame shows the claimed person.
+    pub genuine: bool,
+    /// `Some((score, accepted))` for a decision, `None` with the board's refusal in `refusal`.
+    pub decision: Option<(f32, bool)>,
+    /// The error the board answered when it found no usable face.
+    pub refusal: Option<String>,
 }
 
 /// One verify: who was claimed, whether it was really them, what the board said.
@@ -67,6 +82,8 @@ pub struct DemoReport {
     pub locked_out: bool,
     /// Users the board reported after its restart.
     pub enrolled_after_restart: u32,
+    /// Unlocks from camera frames (empty without a landmark model).
+    pub camera: Vec<CameraCheck>,
 }
 
 impl DemoReport {
@@ -184,6 +201,15 @@ struct Board {
 
 impl Board {
     fn start(config: &DemoConfig, pty: &Pty, settings: Option<&Path>) -> Result<Board> {
+        Self::start_with(config, pty, settings, &[])
+    }
+
+    fn start_with(
+        config: &DemoConfig,
+        pty: &Pty,
+        settings: Option<&Path>,
+        extra: &[std::ffi::OsString],
+    ) -> Result<Board> {
         let log_path = config.work.join("facelockd.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -204,6 +230,7 @@ impl Board {
             .arg(format!("file:{}", config.work.join("lock.log").display()))
             .arg("--pulse-ms")
             .arg("50")
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -341,7 +368,32 @@ pub fn run(
         ControllerLink::new(controller, Duration::from_millis(100)),
         50,
     );
-    let mut board = Board::start(config, &pty, Some(&measuring))?;
+    let frames = config.work.join("frames");
+    let mut camera_args = Vec::new();
+    if let Some(model) = &config.landmark_model {
+        let _ = std::fs::remove_dir_all(&frames);
+        std::fs::create_dir_all(&frames).map_err(|e| Error::io(&frames, e))?;
+        let mut camera = std::ffi::OsString::from("dir:");
+        camera.push(&frames);
+        camera_args.extend([
+            "--camera".into(),
+            camera,
+            "--landmark-model".into(),
+            model.clone().into_os_string(),
+            // LFW faces are ~50 px wide in their 150x150 frames.
+            "--min-face".into(),
+            "40".into(),
+            "--unlock-window-ms".into(),
+            "500".into(),
+        ]);
+    }
+    let camera_users = if config.landmark_model.is_some() {
+        config.camera_users.min(people.len())
+    } else {
+        0
+    };
+    let total = total + 2 * camera_users;
+    let mut board = Board::start_with(config, &pty, Some(&measuring), &camera_args)?;
     progress(done, total, "starting facelockd");
     let (threshold, _) = wait_for_hello(&mut client, &mut board)?;
     tracing::info!(threshold, model = %config.model.display(), "virtual board is up");
@@ -428,6 +480,43 @@ pub fn run(
         }
     }
 
+    // The board's own camera: frames dropped into its folder, faces found by its detector and
+    // landmark cascade (no landmarks sent), one genuine and one impostor frame per person.
+    let mut camera = Vec::new();
+    for (n, person) in people.iter().take(camera_users).enumerate() {
+        let other = &people[(n + 1) % people.len()];
+        for (genuine, frame) in [
+            (true, person.probes.first().unwrap_or(&person.enroll[0])),
+            (false, other.probes.first().unwrap_or(&other.enroll[0])),
+        ] {
+            let target = frames.join(format!("frame-{:04}.jpg", camera.len()));
+            std::fs::copy(config.data.join("lfw").join(frame), &target)
+                .map_err(|e| Error::io(&target, e))?;
+            let request = Request::Unlock {
+                user_id: person.user_id,
+            };
+            let check = client
+                .call(&request, |r| match r {
+                    Response::Verified {
+                        score, accepted, ..
+                    } => CameraCheck {
+                        genuine,
+                        decision: Some((*score, *accepted)),
+                        refusal: None,
+                    },
+                    other => CameraCheck {
+                        genuine,
+                        decision: None,
+                        refusal: Some(describe(other)),
+                    },
+                })
+                .map_err(link_error)?;
+            camera.push(check);
+            done += 1;
+            progress(done, total, "camera unlocks");
+        }
+    }
+
     // Restart with the default policy: the gallery must still be there, and five failures in a
     // row lock the board.
     board.stop()?;
@@ -493,5 +582,6 @@ pub fn run(
         lockout_log,
         locked_out,
         enrolled_after_restart,
+        camera,
     })
 }

@@ -7,6 +7,8 @@ use facelock_host::demo::{self, DemoConfig};
 
 /// Shipped default model, relative to the workspace root.
 const DEFAULT_MODEL: &str = "models/facelock-f32.onnx";
+/// Shipped landmark cascade for the camera phase, relative to the workspace root.
+const DEFAULT_LANDMARKS: &str = "models/facelock-landmarks.onnx";
 
 /// Arguments of `facelock demo`.
 #[derive(Args)]
@@ -32,6 +34,12 @@ pub struct DemoArgs {
     /// Seed for choosing people.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Landmark cascade for the camera phase [default: models/facelock-landmarks.onnx].
+    #[arg(long)]
+    landmark_model: Option<PathBuf>,
+    /// People unlocked through the board's camera (0 skips the camera phase).
+    #[arg(long, default_value_t = 5)]
+    camera_users: usize,
 }
 
 impl DemoArgs {
@@ -63,6 +71,12 @@ impl DemoArgs {
             probes_per_user: 3,
             impostors_per_user: 3,
             seed: self.seed,
+            landmark_model: (self.camera_users > 0).then(|| {
+                self.landmark_model
+                    .clone()
+                    .unwrap_or_else(|| workspace_file(DEFAULT_LANDMARKS))
+            }),
+            camera_users: self.camera_users,
         };
 
         let bar = indicatif::ProgressBar::new(1);
@@ -101,6 +115,29 @@ impl DemoArgs {
             "  after restart         {} users still enrolled",
             report.enrolled_after_restart
         );
+        if !report.camera.is_empty() {
+            let line = |genuine: bool| {
+                let checks: Vec<_> = report
+                    .camera
+                    .iter()
+                    .filter(|c| c.genuine == genuine)
+                    .collect();
+                let accepted = checks
+                    .iter()
+                    .filter(|c| matches!(c.decision, Some((_, true))))
+                    .count();
+                let refused = checks.iter().filter(|c| c.refusal.is_some()).count();
+                format!(
+                    "{accepted} of {} accepted, {refused} without a usable face",
+                    checks.len()
+                )
+            };
+            println!("  camera unlocks        genuine: {}", line(true));
+            println!("                        impostor: {}", line(false));
+            for refusal in report.camera.iter().filter_map(|c| c.refusal.as_ref()) {
+                println!("    refused: {refusal}");
+            }
+        }
         for line in &report.lockout_log {
             println!("  {line}");
         }
