@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long, default_value_t = 200)]
     count: usize,
     /// How activation ranges are taken.
-    #[arg(long, value_enum, default_value_t = Method::Percentile)]
+    #[arg(long, value_enum, default_value_t = Method::Minmax)]
     method: Method,
     /// Layers left in float: `first`, `last`, `depthwise`, node names (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "first,last")]
