@@ -1,6 +1,5 @@
 //! Faces in camera frames: the shared face detector, then the landmark cascade (an ONNX model
 //! from `facelock landmarks train`, run by tract), giving the five points alignment needs.
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -53,20 +52,14 @@ impl LandmarkModel {
             message: format!("{e:#}"),
         };
         let onnx = tract_onnx::onnx();
-        let proto = onnx
-            .proto_model_for_read(&mut &bytes[..])
-            .map_err(tract_error)?;
-        let props: HashMap<&str, &str> = proto
-            .metadata_props
-            .iter()
-            .map(|entry| (entry.key.as_str(), entry.value.as_str()))
-            .collect();
-        let info = CascadeInfo::from_metadata(|key| props.get(key).copied()).map_err(|e| {
-            Error::ModelMetadata {
-                path: path.to_owned(),
-                message: e.to_string(),
-            }
-        })?;
+        let (proto, props) = crate::model::read_proto(path, &bytes)?;
+        let info =
+            CascadeInfo::from_metadata(|key| props.get(key).map(String::as_str)).map_err(|e| {
+                Error::ModelMetadata {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                }
+            })?;
         let plan = onnx
             .model_for_proto_model(&proto)
             .and_then(|m| m.with_input_fact(0, f32::fact([1, PATCH_LEN]).into()))

@@ -135,6 +135,25 @@ impl ModelMeta {
     }
 }
 
+/// Decodes ONNX `bytes` (from `path`, named in errors) and collects its `metadata_props`.
+pub fn read_proto(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(tract_onnx::pb::ModelProto, HashMap<String, String>)> {
+    let proto = tract_onnx::onnx()
+        .proto_model_for_read(&mut &bytes[..])
+        .map_err(|e| Error::Model {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        })?;
+    let props = proto
+        .metadata_props
+        .iter()
+        .map(|entry| (entry.key.clone(), entry.value.clone()))
+        .collect();
+    Ok((proto, props))
+}
+
 /// A loaded, optimised embedding model.
 pub struct FaceModel {
     meta: ModelMeta,
@@ -156,14 +175,7 @@ impl FaceModel {
             message: format!("{e:#}"),
         };
         let onnx = tract_onnx::onnx();
-        let proto = onnx
-            .proto_model_for_read(&mut &bytes[..])
-            .map_err(tract_error)?;
-        let props: HashMap<String, String> = proto
-            .metadata_props
-            .iter()
-            .map(|entry| (entry.key.clone(), entry.value.clone()))
-            .collect();
+        let (proto, props) = read_proto(path, bytes)?;
         let meta = ModelMeta::from_props(path, &props)?;
 
         let input_shape = tvec![1, 3, meta.input_height, meta.input_width];

@@ -369,26 +369,30 @@ impl Default for Normalisation {
 }
 
 /// Sub-samples per axis so that a shrinking transform averages instead of aliasing.
-fn supersample_count(scale: f32) -> usize {
+fn supersample_count(scale: f32, max: usize) -> usize {
     if scale >= 1.0 || !scale.is_finite() {
         return 1;
     }
-    (libm::ceilf(1.0 / scale) as usize).clamp(1, MAX_SUPERSAMPLE)
+    (libm::ceilf(1.0 / scale) as usize).clamp(1, max)
 }
 
-/// Calls `visit(x, y, rgb)` for every output pixel of the 112x112 crop, rgb in 0..=255.
-fn for_each_aligned_pixel(
+/// Calls `visit(x, y, rgb)` for every pixel of a `side` x `side` output warped from `image`
+/// through `to_output`, rgb in 0..=255. A shrinking transform averages an n x n grid of bilinear
+/// taps per output pixel, n = ceil(1 / scale) up to `max_supersample`.
+pub(crate) fn for_each_warped_pixel(
     image: &ImageRef<'_>,
-    to_crop: &Similarity,
+    to_output: &Similarity,
+    side: usize,
+    max_supersample: usize,
     mut visit: impl FnMut(usize, usize, [f32; 3]),
 ) -> Result<(), AlignError> {
-    let inverse = to_crop.inverse().ok_or(AlignError::DegenerateLandmarks)?;
-    let n = supersample_count(to_crop.scale());
+    let inverse = to_output.inverse().ok_or(AlignError::DegenerateLandmarks)?;
+    let n = supersample_count(to_output.scale(), max_supersample);
     let step = 1.0 / n as f32;
     let weight = 1.0 / (n * n) as f32;
 
-    for y in 0..ALIGNED_SIZE {
-        for x in 0..ALIGNED_SIZE {
+    for y in 0..side {
+        for x in 0..side {
             let mut acc = [0.0f32; 3];
             for sy in 0..n {
                 for sx in 0..n {
@@ -405,6 +409,15 @@ fn for_each_aligned_pixel(
         }
     }
     Ok(())
+}
+
+/// [`for_each_warped_pixel`] for the 112x112 aligned crop.
+fn for_each_aligned_pixel(
+    image: &ImageRef<'_>,
+    to_crop: &Similarity,
+    visit: impl FnMut(usize, usize, [f32; 3]),
+) -> Result<(), AlignError> {
+    for_each_warped_pixel(image, to_crop, ALIGNED_SIZE, MAX_SUPERSAMPLE, visit)
 }
 
 /// Warps `image` through `to_crop` into an interleaved RGB u8 crop, `out` = [112, 112, 3].

@@ -10,7 +10,9 @@
 
 use core::fmt;
 
-use crate::align::{estimate_similarity, AlignError, ImageRef, Similarity, TEMPLATE_112};
+use crate::align::{
+    estimate_similarity, for_each_warped_pixel, AlignError, ImageRef, Similarity, TEMPLATE_112,
+};
 
 /// Side of the square grey patch a stage reads, in pixels.
 pub const PATCH_SIZE: usize = 32;
@@ -94,31 +96,15 @@ pub fn extract_patch(
     if out.len() != PATCH_LEN {
         return Err(AlignError::BadOutputLength);
     }
-    let inverse = to_patch.inverse().ok_or(AlignError::DegenerateLandmarks)?;
-    let scale = to_patch.scale();
-    let n = if scale >= 1.0 || !scale.is_finite() {
-        1
-    } else {
-        (libm::ceilf(1.0 / scale) as usize).clamp(1, MAX_SUPERSAMPLE)
-    };
-    let step = 1.0 / n as f32;
-    let weight = 1.0 / (n * n) as f32;
-
-    for y in 0..PATCH_SIZE {
-        for x in 0..PATCH_SIZE {
-            let mut grey = 0.0f32;
-            for sy in 0..n {
-                for sx in 0..n {
-                    let ox = x as f32 + (sx as f32 + 0.5) * step - 0.5;
-                    let oy = y as f32 + (sy as f32 + 0.5) * step - 0.5;
-                    let [u, v] = inverse.apply([ox, oy]);
-                    let [r, g, b] = image.sample(u, v);
-                    grey += 0.299 * r + 0.587 * g + 0.114 * b;
-                }
-            }
-            out[y * PATCH_SIZE + x] = grey * weight;
-        }
-    }
+    for_each_warped_pixel(
+        image,
+        to_patch,
+        PATCH_SIZE,
+        MAX_SUPERSAMPLE,
+        |x, y, [r, g, b]| {
+            out[y * PATCH_SIZE + x] = 0.299 * r + 0.587 * g + 0.114 * b;
+        },
+    )?;
 
     let mean = out.iter().sum::<f32>() / PATCH_LEN as f32;
     let variance = out.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / PATCH_LEN as f32;

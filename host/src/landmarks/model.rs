@@ -69,10 +69,7 @@ impl Cascade {
             stages: stages.min(self.stages),
             box_shape: self.box_shape,
         };
-        landmarks::run_cascade(image, face, &info, regress).map_err(|e| match e {
-            landmarks::CascadeError::Align(source) => align_error(source),
-            landmarks::CascadeError::Model(error) => error,
-        })
+        landmarks::run_cascade(image, face, &info, regress).map_err(cascade_error)
     }
 
     /// The cascade as an ONNX model with facelock landmark metadata.
@@ -127,14 +124,19 @@ impl Cascade {
     }
 }
 
-fn align_error(source: facelock_shared::align::AlignError) -> Error {
-    Error::InvalidInput(format!("landmark cascade: {source}"))
+fn cascade_error(error: landmarks::CascadeError<Error>) -> Error {
+    match error {
+        landmarks::CascadeError::Align(source) => {
+            Error::InvalidInput(format!("landmark cascade: {source}"))
+        }
+        landmarks::CascadeError::Model(error) => error,
+    }
 }
 
 /// A landmark model file in tract.
 pub struct LandmarkModel {
     path: PathBuf,
-    cascade_meta: Cascade,
+    info: landmarks::CascadeInfo,
     plan: Arc<TypedRunnableModel>,
 }
 
@@ -159,7 +161,6 @@ impl LandmarkModel {
                 .map(|p| p.value.as_str())
         };
         let info = landmarks::CascadeInfo::from_metadata(get).map_err(|e| bad(e.to_string()))?;
-        let (stages, box_shape) = (info.stages, info.box_shape);
 
         let tract_err = |e: TractError| bad(format!("{e:#}"));
         let plan = tract_onnx::onnx()
@@ -170,19 +171,14 @@ impl LandmarkModel {
             .map_err(tract_err)?;
         Ok(LandmarkModel {
             path: path.to_path_buf(),
-            cascade_meta: Cascade {
-                stages,
-                weights: Vec::new(),
-                bias: Vec::new(),
-                box_shape,
-            },
+            info,
             plan,
         })
     }
 
     /// Number of stages.
     pub fn stages(&self) -> usize {
-        self.cascade_meta.stages
+        self.info.stages
     }
 
     /// Stage `stage`'s correction for one patch, through tract.
@@ -221,15 +217,15 @@ impl LandmarkModel {
 
     /// The starting shape of the cascade in `face` (what stage 1 refines).
     pub fn box_shape_in(&self, face: &FaceBox) -> FivePoints {
-        face.from_unit(&self.cascade_meta.box_shape)
+        face.from_unit(&self.info.box_shape)
     }
 
     /// The five points of the face in `face`, after all stages.
     pub fn locate(&self, image: &ImageRef<'_>, face: &FaceBox) -> Result<FivePoints> {
-        self.cascade_meta
-            .locate_with(image, face, self.stages(), |stage, patch| {
-                self.regress(stage, patch)
-            })
+        landmarks::run_cascade(image, face, &self.info, |stage, patch| {
+            self.regress(stage, patch)
+        })
+        .map_err(cascade_error)
     }
 
     fn error(&self, e: TractError) -> Error {
