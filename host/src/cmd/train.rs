@@ -97,6 +97,7 @@ enum ScheduleKind {
 impl TrainArgs {
     /// Runs the training.
     pub fn run(self) -> anyhow::Result<()> {
+        facelock_host::train::allocator::tune_for_training();
         let device = device::open(self.device)?;
         let dataset =
             Dataset::from_folder(&self.images, self.identities.as_deref(), self.min_images)?;

@@ -1,4 +1,5 @@
 //! Training: SGD with momentum, LR and margin schedules, checkpoints, metrics and curves.
+pub mod allocator;
 pub mod checkpoint;
 pub mod curves;
 pub mod device;

@@ -37,6 +37,7 @@ pub struct TrainBench {
 impl TrainBench {
     /// Runs the benchmark and prints the numbers.
     pub fn run(self) -> anyhow::Result<()> {
+        facelock_host::train::allocator::tune_for_training();
         let device = Device::Cpu;
         let config = ModelConfig::mobilefacenet(self.width);
         crate::cmd::model::print_summary(&config);
