@@ -187,6 +187,7 @@ impl CustomOp1 for Col2Im {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::testing::{max_diff, with_grads};
     use crate::model::ParamStore;
     use candle_core::{Device, Var};
 
@@ -206,28 +207,11 @@ mod tests {
                 } else {
                     x.conv2d(&w, padding, stride, 1, 1).unwrap()
                 };
-                let grads = (&y * &probe)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
-                (
-                    y,
-                    grads.get(&x).unwrap().clone(),
-                    grads.get(&w).unwrap().clone(),
-                )
+                with_grads(y, &probe, &x, &w)
             };
             let (a, b) = (run(true), run(false));
-            for (p, q) in [(&a.0, &b.0), (&a.1, &b.1), (&a.2, &b.2)] {
-                let diff = (p - q)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+            for (p, q) in a.iter().zip(&b) {
+                let diff = max_diff(p, q);
                 assert!(diff < 1e-4, "size {size} stride {stride}: {diff}");
             }
         }

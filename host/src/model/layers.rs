@@ -203,22 +203,12 @@ impl ConvUnit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::testing::max_diff;
     use candle_core::{Device, Var};
 
     fn random(shape: &[usize], seed: u64) -> Tensor {
         let mut store = ParamStore::new(seed, &Device::Cpu);
         store.uniform("t", shape, 1.5).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     /// The fused kernels against candle autograd through plain ops, values and gradients.

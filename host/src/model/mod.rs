@@ -7,6 +7,8 @@ pub mod layers;
 pub mod mobilefacenet;
 pub mod params;
 pub mod pointwise;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use config::{ModelConfig, StageSpec};
 pub use mobilefacenet::MobileFaceNet;

@@ -236,6 +236,7 @@ impl CustomOp2 for PointwiseGradWeight {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::testing::{max_diff, with_grads};
     use crate::model::ParamStore;
     use candle_core::{Device, Var};
 
@@ -253,28 +254,11 @@ mod tests {
                 } else {
                     x.conv2d(&w, 0, 1, 1, 1).unwrap()
                 };
-                let grads = (&y * &probe)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
-                (
-                    y,
-                    grads.get(&x).unwrap().clone(),
-                    grads.get(&w).unwrap().clone(),
-                )
+                with_grads(y, &probe, &x, &w)
             };
             let (a, b) = (run(true), run(false));
-            for (p, q) in [(&a.0, &b.0), (&a.1, &b.1), (&a.2, &b.2)] {
-                let diff = (p - q)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+            for (p, q) in a.iter().zip(&b) {
+                let diff = max_diff(p, q);
                 assert!(diff < 1e-4, "batch {batch}: {diff}");
             }
         }

@@ -11,6 +11,7 @@ use super::schedule::{Decay, Schedule};
 use super::synthetic::SyntheticIdentities;
 use super::trainer::{train, Objective, TrainOptions};
 use super::Sgd;
+use crate::model::testing::max_diff;
 use crate::model::{MobileFaceNet, ModelConfig, ParamStore};
 use crate::{Error, Result};
 
@@ -188,14 +189,7 @@ fn resumed_run_continues_from_the_saved_step() {
     assert_eq!((config.epoch, config.step), (2, 4));
     for (name, tensor) in reference.params().tensors() {
         let other = &resumed.params().tensors()[&name];
-        let diff = (&tensor - other)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_diff(&tensor, other);
         assert!(diff < 1e-4, "{name} differs by {diff}");
     }
     let lines = std::fs::read_to_string(split.path().join("metrics.jsonl")).unwrap();
