@@ -7,12 +7,12 @@ use facelock_host::data::{AlignConfig, Landmarks, Pairs};
 use facelock_host::eval::pair_scores::{score_pairs, score_pairs_onnx, PairImages};
 use facelock_host::eval::{ScoredPairs, VerificationReport};
 use facelock_host::train::checkpoint;
-use facelock_host::train::device::{self, DeviceKind};
+use facelock_host::train::device;
 
 /// Arguments of `facelock eval`.
 #[derive(Args)]
 pub struct EvalArgs {
-    /// Checkpoint directory (or a file in it). ONNX models are not supported yet.
+    /// Checkpoint directory (or a file in it), or an exported `.onnx` model.
     #[arg(long)]
     model: PathBuf,
     /// Pairs file: LFW `pairs.txt` (10 folds), `pairsDevTest.txt` (no folds) or TSV.
@@ -21,21 +21,11 @@ pub struct EvalArgs {
     /// Root the pair paths are relative to (e.g. `$FACELOCK_DATA/lfw`).
     #[arg(long)]
     images: PathBuf,
-    /// 5-point landmarks TSV (paths relative to --images); without it, centred crops.
-    #[arg(long)]
-    landmarks: Option<PathBuf>,
     /// Directory for report.json, roc.png and scores.png.
     #[arg(long)]
     out: PathBuf,
-    /// Flip test-time augmentation: sum the embeddings of each image and its mirror.
-    #[arg(long)]
-    flip: bool,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
-    /// Compute device.
-    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
-    device: DeviceKind,
+    #[command(flatten)]
+    face: super::EmbedOptions,
 }
 
 impl EvalArgs {
@@ -46,10 +36,10 @@ impl EvalArgs {
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
         let (candle, onnx_model, epoch) = if onnx {
-            let model = facelock_host::onnx::Embedder::load(&self.model, self.batch.max(1))?;
+            let model = facelock_host::onnx::Embedder::load(&self.model, self.face.batch.max(1))?;
             (None, Some(model), None)
         } else {
-            let device = device::open(self.device)?;
+            let device = device::open(self.face.device)?;
             let (model, config) = checkpoint::load_model(&self.model, &device)?;
             (Some(model), None, Some(config.epoch))
         };
@@ -60,14 +50,19 @@ impl EvalArgs {
             "no usable pairs in {}",
             self.pairs.display()
         );
-        let landmarks = self.landmarks.as_deref().map(Landmarks::load).transpose()?;
+        let landmarks = self
+            .face
+            .landmarks
+            .as_deref()
+            .map(Landmarks::load)
+            .transpose()?;
 
         let images = PairImages {
             root: &self.images,
             landmarks: landmarks.as_ref(),
             align: AlignConfig::default(),
-            flip: self.flip,
-            batch: self.batch,
+            flip: self.face.flip,
+            batch: self.face.batch,
             progress: true,
         };
         let scores = match (&candle, &onnx_model) {
@@ -97,7 +92,7 @@ impl EvalArgs {
             "checkpoint_epoch": epoch,
             "pairs_file": self.pairs.display().to_string(),
             "pairs_skipped": resolved.skipped.len(),
-            "flip_tta": self.flip,
+            "flip_tta": self.face.flip,
         });
         report.write(&scored, &self.out, extra)?;
         println!("report: {}", self.out.join("report.json").display());

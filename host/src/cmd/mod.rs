@@ -12,6 +12,27 @@ pub mod model;
 pub mod quantize;
 pub mod train;
 
+use std::path::PathBuf;
+
+use facelock_host::train::device::DeviceKind;
+
+/// How `facelock eval` and `facelock embed` turn images into embeddings.
+#[derive(clap::Args)]
+pub struct EmbedOptions {
+    /// 5-point landmarks TSV (paths relative to --images); without it, centred crops.
+    #[arg(long)]
+    landmarks: Option<PathBuf>,
+    /// Flip test-time augmentation: sum the embeddings of each image and its mirror.
+    #[arg(long)]
+    flip: bool,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Compute device (checkpoints only; ONNX models run on the CPU through tract).
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    device: DeviceKind,
+}
+
 /// Logs to stderr through tracing: INFO by default, `-v` debug, `-vv` trace, `RUST_LOG` wins.
 pub fn init_logging(verbose: u8) {
     let default = match verbose {
