@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use facelock_host::data::{align_image, AlignConfig, Landmarks};
+use facelock_host::data::{align_image, AlignConfig};
 use facelock_host::eval::embedder::embed;
 use facelock_host::eval::npy;
 use facelock_host::train::checkpoint;
@@ -47,12 +47,7 @@ impl EmbedArgs {
             "image list {} is empty",
             self.list.display()
         );
-        let landmarks = self
-            .face
-            .landmarks
-            .as_deref()
-            .map(Landmarks::load)
-            .transpose()?;
+        let landmarks = self.face.load_landmarks()?;
         let align = AlignConfig::default();
         let embeddings = embed(
             &model,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use facelock_host::data::{AlignConfig, Landmarks, Pairs};
+use facelock_host::data::{AlignConfig, Pairs};
 use facelock_host::eval::pair_scores::{score_pairs, score_pairs_onnx, PairImages};
 use facelock_host::eval::{ScoredPairs, VerificationReport};
 use facelock_host::train::checkpoint;
@@ -50,12 +50,7 @@ impl EvalArgs {
             "no usable pairs in {}",
             self.pairs.display()
         );
-        let landmarks = self
-            .face
-            .landmarks
-            .as_deref()
-            .map(Landmarks::load)
-            .transpose()?;
+        let landmarks = self.face.load_landmarks()?;
 
         let images = PairImages {
             root: &self.images,

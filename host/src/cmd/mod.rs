@@ -33,6 +33,17 @@ pub struct EmbedOptions {
     device: DeviceKind,
 }
 
+impl EmbedOptions {
+    /// The landmarks file, when one was given.
+    fn load_landmarks(&self) -> anyhow::Result<Option<facelock_host::data::Landmarks>> {
+        Ok(self
+            .landmarks
+            .as_deref()
+            .map(facelock_host::data::Landmarks::load)
+            .transpose()?)
+    }
+}
+
 /// Logs to stderr through tracing: INFO by default, `-v` debug, `-vv` trace, `RUST_LOG` wins.
 pub fn init_logging(verbose: u8) {
     let default = match verbose {
