@@ -153,14 +153,8 @@ impl LandmarkModel {
             path: path.to_path_buf(),
             reason,
         };
-        let get = |name: &str| {
-            proto
-                .metadata_props
-                .iter()
-                .find(|p| p.key == name)
-                .map(|p| p.value.as_str())
-        };
-        let info = landmarks::CascadeInfo::from_metadata(get).map_err(|e| bad(e.to_string()))?;
+        let info = landmarks::CascadeInfo::from_metadata(|name| meta::lookup(proto, name))
+            .map_err(|e| bad(e.to_string()))?;
 
         let tract_err = |e: TractError| bad(format!("{e:#}"));
         let plan = tract_onnx::onnx()
@@ -191,14 +185,7 @@ impl LandmarkModel {
             )));
         }
         let input = Tensor::from_shape(&[1, PATCH_LEN], patch).map_err(|e| self.error(e))?;
-        let outputs = self
-            .plan
-            .run(tvec!(input.into_tvalue()))
-            .map_err(|e| self.error(e))?;
-        let view = outputs[0]
-            .to_plain_array_view::<f32>()
-            .map_err(|e| self.error(e))?;
-        let values: Vec<f32> = view.iter().copied().collect();
+        let values = crate::onnx::runner::run_f32(&self.plan, input).map_err(|e| self.error(e))?;
         if values.len() < self.stages() * STAGE_OUTPUTS {
             return Err(Error::Onnx {
                 path: self.path.clone(),

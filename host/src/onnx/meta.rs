@@ -62,6 +62,15 @@ pub struct ModelMeta {
     pub thresholds: Option<Thresholds>,
 }
 
+/// The value stored under `key` in `model`'s `metadata_props`, if any.
+pub fn lookup<'a>(model: &'a ModelProto, key: &str) -> Option<&'a str> {
+    model
+        .metadata_props
+        .iter()
+        .find(|p| p.key == key)
+        .map(|p| p.value.as_str())
+}
+
 /// The model id: the first 8 bytes of SHA-256 over the weight bytes, big-endian.
 pub fn model_id<'a>(weights: impl IntoIterator<Item = &'a [u8]>) -> u64 {
     let mut hasher = Sha256::new();
@@ -118,13 +127,7 @@ impl ModelMeta {
             path: path.to_path_buf(),
             reason,
         };
-        let get = |name: &str| {
-            model
-                .metadata_props
-                .iter()
-                .find(|p| p.key == name)
-                .map(|p| p.value.as_str())
-        };
+        let get = |name: &str| lookup(model, name);
         let require = |name: &str| {
             get(name).ok_or_else(|| {
                 bad(format!(

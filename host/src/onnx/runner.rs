@@ -149,14 +149,7 @@ impl Embedder {
             buffer.resize(self.batch * per_image, 0.0);
             let shape = [self.batch, 3, self.meta.input_height, self.meta.input_width];
             let input = Tensor::from_shape(&shape, &buffer).map_err(|e| self.tract_error(e))?;
-            let result = self
-                .plan
-                .run(tvec!(input.into_tvalue()))
-                .map_err(|e| self.tract_error(e))?;
-            let view = result[0]
-                .to_plain_array_view::<f32>()
-                .map_err(|e| self.tract_error(e))?;
-            let values: Vec<f32> = view.iter().copied().collect();
+            let values = run_f32(&self.plan, input).map_err(|e| self.tract_error(e))?;
             let real = chunk.len() / per_image;
             if values.len() != self.batch * dim {
                 return Err(Error::Onnx {
@@ -195,6 +188,13 @@ pub struct OpSummary {
     /// tract's description of the op (for matrix products: the micro-kernel, e.g. one with
     /// `i32` accumulators for integer products).
     pub info: Vec<String>,
+}
+
+/// Runs `plan` on one input and returns its first output as f32 values, in order.
+pub fn run_f32(plan: &Plan, input: Tensor) -> TractResult<Vec<f32>> {
+    let outputs = plan.run(tvec!(input.into_tvalue()))?;
+    let view = outputs[0].to_plain_array_view::<f32>()?;
+    Ok(view.iter().copied().collect())
 }
 
 /// The ops of a plan with their input types, in evaluation order.
