@@ -42,7 +42,9 @@ impl Sgd {
                 grad = (grad + (var.as_tensor() * self.weight_decay)?)?;
             }
             let velocity = &self.velocity[name];
-            let velocity = ((velocity * self.momentum)? + grad)?;
+            // Detached: `var * weight_decay` tracks an op on the variable, and a velocity that
+            // kept it would chain every earlier step's graph (and its buffers) into the next.
+            let velocity = ((velocity * self.momentum)? + grad)?.detach();
             var.set(&(var.as_tensor() - (&velocity * lr)?)?)?;
             self.velocity.insert(name.clone(), velocity);
         }
@@ -111,6 +113,28 @@ mod tests {
                 (got as f64 - expected_w).abs() < 1e-6,
                 "{got} vs {expected_w}"
             );
+        }
+    }
+
+    /// The velocity must not hold the autograd graph of earlier steps: with weight decay it
+    /// did (the decay term is computed from the `Var`), and memory grew with every step.
+    #[test]
+    fn velocity_holds_no_graph_of_earlier_steps() {
+        let w = Var::from_tensor(&Tensor::new(&[[1f32, -2.0]], &Device::Cpu).unwrap()).unwrap();
+        let mut sgd = Sgd::new(vec![("w".into(), w.clone())], 0.9, 0.5).unwrap();
+        for _ in 0..3 {
+            let grads = w
+                .as_tensor()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            sgd.step(&grads, 0.1).unwrap();
+        }
+        for (name, velocity) in sgd.state() {
+            assert!(!velocity.track_op(), "{name} still tracks its autograd graph");
         }
     }
 }
