@@ -2,11 +2,13 @@
 use std::path::{Path, PathBuf};
 
 use facelock_host::data::{
-    align_image, align_image_rgb, align_many, decode_file, pairs::lfw_image_path, AlignConfig,
-    BatchLoader, CropCache, Dataset, Landmarks, LoaderConfig, Pairs,
+    align_image, align_image_rgb, align_many, decode_file, jitter_landmarks, pairs::lfw_image_path,
+    AlignConfig, BatchLoader, CropCache, Dataset, Landmarks, LoaderConfig, Pairs,
 };
 use facelock_host::Error;
 use facelock_shared::align::{ALIGNED_LEN, ALIGNED_SIZE};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 
 /// A face-ish test image: gradient background, two dark eye blobs, size w x h.
 fn face_rgb(width: u32, height: u32, tint: u8) -> image::RgbImage {
@@ -254,9 +256,86 @@ fn loader_config(cache: Option<PathBuf>) -> LoaderConfig {
         seed: 7,
         drop_last: false,
         flip_probability: 0.5,
+        landmark_jitter: 0.0,
         align: AlignConfig::default(),
         cache_dir: cache,
     }
+}
+
+#[test]
+fn landmark_jitter_has_the_requested_spread_in_eye_distances() {
+    let points = [
+        [40.0, 50.0],
+        [80.0, 50.0],
+        [60.0, 70.0],
+        [45.0, 90.0],
+        [75.0, 90.0],
+    ];
+    let mut rng = StdRng::seed_from_u64(3);
+    let (sigma, eyes, draws) = (0.05f32, 40.0f32, 4000);
+    let (mut sum, mut sum_sq, mut n) = (0f64, 0f64, 0f64);
+    for _ in 0..draws {
+        let moved = jitter_landmarks(&points, sigma, &mut rng);
+        for (m, p) in moved.iter().zip(&points) {
+            for axis in 0..2 {
+                let d = ((m[axis] - p[axis]) / eyes) as f64;
+                sum += d;
+                sum_sq += d * d;
+                n += 1.0;
+            }
+        }
+    }
+    let mean = sum / n;
+    let std = (sum_sq / n - mean * mean).sqrt();
+    // 40,000 draws: the standard error of the mean is 0.05 / 200 = 2.5e-4.
+    assert!(mean.abs() < 1e-3, "mean offset {mean}");
+    assert!((std - sigma as f64).abs() < 2e-3, "spread {std}");
+    assert_eq!(jitter_landmarks(&points, 0.0, &mut rng), points);
+}
+
+#[test]
+fn loader_jitters_landmarks_reproducibly_and_rejects_a_wild_spread() {
+    let (_dir, root) = fixture();
+    let data = Dataset::from_folder(&root, None, 1).unwrap();
+    let landmarks = Landmarks::parse(LANDMARKS, Path::new("lm.tsv")).unwrap();
+    let jittered = LoaderConfig {
+        landmark_jitter: 0.08,
+        flip_probability: 0.0,
+        ..loader_config(None)
+    };
+    let loader = BatchLoader::new(data.clone(), Some(landmarks.clone()), jittered).unwrap();
+    let first: Vec<_> = loader.epoch(0).map(Result::unwrap).collect();
+    let again: Vec<_> = loader.epoch(0).map(Result::unwrap).collect();
+    for (a, b) in first.iter().zip(&again) {
+        assert_eq!(a.samples, b.samples);
+        assert_eq!(a.images, b.images);
+    }
+    let plain = LoaderConfig {
+        flip_probability: 0.0,
+        ..loader_config(None)
+    };
+    let plain = BatchLoader::new(data.clone(), Some(landmarks.clone()), plain).unwrap();
+    let straight: Vec<_> = plain.epoch(0).map(Result::unwrap).collect();
+    let mut moved = 0;
+    for (j, s) in first.iter().zip(&straight) {
+        assert_eq!(j.samples, s.samples);
+        for (k, &index) in j.samples.iter().enumerate() {
+            let range = k * ALIGNED_LEN..(k + 1) * ALIGNED_LEN;
+            let has_points = landmarks.get(&data.samples[index].path).is_some();
+            if j.images[range.clone()] != s.images[range] {
+                assert!(has_points, "an image without landmarks changed");
+                moved += 1;
+            }
+        }
+    }
+    assert!(moved >= 2, "only {moved} crops moved");
+
+    let wild = LoaderConfig {
+        landmark_jitter: 0.9,
+        ..loader_config(None)
+    };
+    let err = BatchLoader::new(data, Some(landmarks), wild).err().unwrap();
+    assert!(err.to_string().contains("landmark jitter"), "{err}");
 }
 
 #[test]

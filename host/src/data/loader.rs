@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use crate::data::align::{align_image_rgb, AlignConfig};
 use crate::data::cache::CropCache;
 use crate::data::folder::Dataset;
-use crate::data::landmarks::Landmarks;
+use crate::data::landmarks::{FivePoints, Landmarks};
 use crate::{Error, Result};
 
 /// How batches are made.
@@ -33,6 +33,11 @@ pub struct LoaderConfig {
     pub drop_last: bool,
     /// Probability of mirroring an image left-right, in [0, 1].
     pub flip_probability: f32,
+    /// Standard deviation of Gaussian noise added to each landmark coordinate before
+    /// alignment, as a fraction of the inter-ocular distance, in [0, 0.5]; 0 turns it off.
+    /// Trains the embedding on the misalignments a landmark predictor makes. Jittered
+    /// samples are decoded and aligned every time (the crop cache cannot hold them).
+    pub landmark_jitter: f32,
     /// Crop geometry and normalisation.
     pub align: AlignConfig,
     /// Directory of the aligned-crop cache; `None` decodes every image every epoch.
@@ -48,6 +53,7 @@ impl Default for LoaderConfig {
             seed: 0,
             drop_last: true,
             flip_probability: 0.5,
+            landmark_jitter: 0.0,
             align: AlignConfig::default(),
             cache_dir: None,
         }
@@ -109,6 +115,12 @@ impl BatchLoader {
             return Err(Error::InvalidInput(format!(
                 "flip probability {} is not in [0, 1]",
                 config.flip_probability
+            )));
+        }
+        if !(0.0..=0.5).contains(&config.landmark_jitter) {
+            return Err(Error::InvalidInput(format!(
+                "landmark jitter {} is not in [0, 0.5] (a fraction of the eye distance)",
+                config.landmark_jitter
             )));
         }
         config
@@ -175,9 +187,13 @@ impl BatchLoader {
             StdRng::seed_from_u64(config.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut order: Vec<usize> = (0..self.shared.dataset.samples.len()).collect();
         order.shuffle(&mut rng);
-        let plan: Vec<(usize, bool)> = order
+        let plan: Vec<PlanItem> = order
             .into_iter()
-            .map(|i| (i, rng.random::<f32>() < config.flip_probability))
+            .map(|index| PlanItem {
+                index,
+                flip: rng.random::<f32>() < config.flip_probability,
+                jitter_seed: rng.random(),
+            })
             .collect();
 
         let total = self.batches_per_epoch();
@@ -212,6 +228,32 @@ impl BatchLoader {
     }
 }
 
+/// One sample of an epoch: which image, mirrored or not, and the seed of its landmark noise.
+#[derive(Clone, Copy)]
+struct PlanItem {
+    index: usize,
+    flip: bool,
+    jitter_seed: u64,
+}
+
+/// Moves every coordinate of `points` by independent Gaussian noise with standard deviation
+/// `sigma` times the inter-ocular distance (points 0 and 1 are the eye centres).
+pub fn jitter_landmarks(points: &FivePoints, sigma: f32, rng: &mut impl Rng) -> FivePoints {
+    let eyes =
+        ((points[1][0] - points[0][0]).powi(2) + (points[1][1] - points[0][1]).powi(2)).sqrt();
+    let spread = sigma * eyes;
+    let mut moved = *points;
+    for point in moved.iter_mut() {
+        // Box-Muller: two independent standard normals from two uniforms in (0, 1].
+        let u = 1.0 - rng.random::<f32>();
+        let angle = std::f32::consts::TAU * rng.random::<f32>();
+        let radius = (-2.0 * u.ln()).sqrt() * spread;
+        point[0] += radius * angle.cos();
+        point[1] += radius * angle.sin();
+    }
+    moved
+}
+
 /// Coordination between the consumer and the workers of one epoch.
 struct Progress {
     next_to_build: AtomicUsize,
@@ -222,7 +264,7 @@ struct Progress {
 
 struct Worker {
     shared: Arc<Shared>,
-    plan: Arc<Vec<(usize, bool)>>,
+    plan: Arc<Vec<PlanItem>>,
     progress: Arc<Progress>,
     sender: Sender<(usize, Result<Batch>)>,
     total: usize,
@@ -277,13 +319,21 @@ impl Worker {
             samples: Vec::with_capacity(items.len()),
             flipped: Vec::with_capacity(items.len()),
         };
-        for (slot, &(index, flip)) in batch.images.chunks_mut(ALIGNED_LEN).zip(items) {
+        for (slot, item) in batch.images.chunks_mut(ALIGNED_LEN).zip(items) {
+            let (index, flip) = (item.index, item.flip);
             let sample = &dataset.samples[index];
             let path = dataset.full_path(sample);
             let points = landmarks.get(&sample.path);
-            let crop = match cache {
-                Some(cache) => cache.get_or_align(&path, points.as_ref(), &config.align)?,
-                None => align_image_rgb(&path, points.as_ref(), &config.align)?,
+            let crop = match (points, cache) {
+                (Some(points), _) if config.landmark_jitter > 0.0 => {
+                    let mut rng = StdRng::seed_from_u64(item.jitter_seed);
+                    let moved = jitter_landmarks(&points, config.landmark_jitter, &mut rng);
+                    align_image_rgb(&path, Some(&moved), &config.align)?
+                }
+                (points, Some(cache)) => {
+                    cache.get_or_align(&path, points.as_ref(), &config.align)?
+                }
+                (points, None) => align_image_rgb(&path, points.as_ref(), &config.align)?,
             };
             normalise_rgb(&crop, &config.align.normalisation, flip, slot).map_err(|source| {
                 Error::Align {

@@ -16,7 +16,7 @@ pub use cache::CropCache;
 pub use folder::{Dataset, Sample};
 pub use image_io::{decode_bytes, decode_file, DecodedImage};
 pub use landmarks::{FivePoints, Landmarks};
-pub use loader::{Batch, BatchLoader, EpochBatches, LoaderConfig};
+pub use loader::{jitter_landmarks, Batch, BatchLoader, EpochBatches, LoaderConfig};
 pub use pairs::{Pair, Pairs, ResolvedPairs};
 
 /// File extensions (lowercase) read as images: jpg/jpeg, png, pgm/ppm/pnm, gif.

@@ -134,7 +134,10 @@ mod tests {
             sgd.step(&grads, 0.1).unwrap();
         }
         for (name, velocity) in sgd.state() {
-            assert!(!velocity.track_op(), "{name} still tracks its autograd graph");
+            assert!(
+                !velocity.track_op(),
+                "{name} still tracks its autograd graph"
+            );
         }
     }
 }
