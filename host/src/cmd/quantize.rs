@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Method::Minmax)]
     method: Method,
     /// Layers left in float: `first`, `last`, `depthwise`, node names (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "first,last")]
+    #[arg(long, value_delimiter = ',', default_value = "first")]
     keep_float: Vec<String>,
     /// Pairs file to re-measure the thresholds on (images under --calib). Required when the
     /// f32 model carries thresholds; without it the int8 model carries none.

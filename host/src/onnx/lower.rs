@@ -3,7 +3,7 @@
 //! kernels, whereas a QDQ Conv would be run in float on dequantized tensors.
 use std::collections::{HashMap, HashSet};
 
-use tract_onnx::pb::{ModelProto, NodeProto};
+use tract_onnx::pb::{ModelProto, NodeProto, TensorProto};
 
 /// The model with every fully-QDQ Conv replaced by a QLinearConv (other nodes unchanged, dead
 /// DequantizeLinear nodes removed). A model without QDQ nodes comes back as it was.
@@ -27,9 +27,36 @@ pub fn lower_qdq_for_tract(model: &ModelProto) -> ModelProto {
             consumers.entry(input.clone()).or_default().push(i);
         }
     }
+    // A DequantizeLinear may leave out its zero point (0 by default); QLinearConv may not.
     let dequantize = |tensor: &str| -> Option<&NodeProto> {
         let n = &graph.node[*producer.get(tensor)?];
-        (n.op_type == "DequantizeLinear" && n.input.len() == 3).then_some(n)
+        (n.op_type == "DequantizeLinear" && (2..=3).contains(&n.input.len())).then_some(n)
+    };
+    let initializer_types: HashMap<&str, i32> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t.data_type))
+        .collect();
+    let mut zero_points: Vec<TensorProto> = Vec::new();
+    let mut zero_point_of = |dq: &NodeProto| -> String {
+        if let Some(zero) = dq.input.get(2) {
+            return zero.clone();
+        }
+        // Same type as the quantized tensor: an int8 initializer, else QuantizeLinear's
+        // default output, uint8.
+        use tract_onnx::pb::tensor_proto::DataType;
+        let data_type = initializer_types
+            .get(dq.input[0].as_str())
+            .copied()
+            .unwrap_or(DataType::Uint8 as i32);
+        let name = format!("{}.implied_zero", dq.input[0]);
+        zero_points.push(TensorProto {
+            name: name.clone(),
+            data_type,
+            int32_data: vec![0],
+            ..Default::default()
+        });
+        name
     };
 
     let mut replaced: HashMap<usize, NodeProto> = HashMap::new();
@@ -60,10 +87,10 @@ pub fn lower_qdq_for_tract(model: &ModelProto) -> ModelProto {
         let mut inputs = vec![
             x.input[0].clone(),
             x.input[1].clone(),
-            x.input[2].clone(),
+            zero_point_of(x),
             w.input[0].clone(),
             w.input[1].clone(),
-            w.input[2].clone(),
+            zero_point_of(w),
             quantize.input[1].clone(),
             quantize.input[2].clone(),
         ];
@@ -87,6 +114,7 @@ pub fn lower_qdq_for_tract(model: &ModelProto) -> ModelProto {
         .map(|(i, n)| replaced.remove(&i).unwrap_or(n))
         .collect();
     graph.node = prune_dead(nodes, graph.output.iter().map(|o| o.name.clone()).collect());
+    graph.initializer.extend(zero_points);
     tracing::debug!("lowered QDQ convolutions to QLinearConv for tract");
     model
 }

@@ -272,3 +272,36 @@ impl Embedder {
         Ok(out)
     }
 }
+
+/// Time spent per op kind when `plan` runs `input` `runs` times: (op name, milliseconds per
+/// run, nodes of that kind), slowest first. For `facelock bench infer --profile`.
+pub fn profile_ops(
+    plan: &Plan,
+    input: &Tensor,
+    runs: usize,
+) -> TractResult<Vec<(String, f64, usize)>> {
+    use std::collections::BTreeMap;
+    use std::time::Instant;
+
+    let mut state = tract_onnx::tract_core::plan::SimpleState::new(plan)?;
+    let mut spent: BTreeMap<String, (f64, std::collections::BTreeSet<usize>)> = BTreeMap::new();
+    for _ in 0..runs.max(1) {
+        state.run_plan_with_eval(
+            tvec![input.clone().into_tvalue()],
+            |ctx, op_state, node, inputs| {
+                let start = Instant::now();
+                let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+                let entry = spent.entry(node.op().name().to_string()).or_default();
+                entry.0 += start.elapsed().as_secs_f64() * 1000.0;
+                entry.1.insert(node.id);
+                out
+            },
+        )?;
+    }
+    let mut rows: Vec<(String, f64, usize)> = spent
+        .into_iter()
+        .map(|(name, (ms, nodes))| (name, ms / runs.max(1) as f64, nodes.len()))
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(rows)
+}

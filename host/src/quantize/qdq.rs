@@ -181,9 +181,10 @@ pub fn to_qdq(
             let w = &weight.name;
             new_initializers.push(i8_tensor(&format!("{w}.q"), &dims, &q));
             new_initializers.push(f32_tensor(&format!("{w}.scale"), &[out], &scales));
-            new_initializers.push(i8_tensor(&format!("{w}.zero"), &[out], &vec![0; out]));
+            // Symmetric: no zero-point input (ONNX's default is 0), which saves a tensor per
+            // layer; `onnx::lower` supplies one where QLinearConv needs it.
             let wdq = format!("{w}.dq");
-            let inputs = [format!("{w}.q"), format!("{w}.scale"), format!("{w}.zero")];
+            let inputs = [format!("{w}.q"), format!("{w}.scale")];
             let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
             nodes.push(node(
                 "DequantizeLinear",
@@ -205,17 +206,8 @@ pub fn to_qdq(
                     .collect();
                 new_initializers.push(i32_tensor(&format!("{bias_name}.q"), &[out], &b_q));
                 new_initializers.push(f32_tensor(&format!("{bias_name}.scale"), &[out], &b_scales));
-                new_initializers.push(i32_tensor(
-                    &format!("{bias_name}.zero"),
-                    &[out],
-                    &vec![0; out],
-                ));
                 let bdq = format!("{bias_name}.dq");
-                let inputs = [
-                    format!("{bias_name}.q"),
-                    format!("{bias_name}.scale"),
-                    format!("{bias_name}.zero"),
-                ];
+                let inputs = [format!("{bias_name}.q"), format!("{bias_name}.scale")];
                 let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
                 nodes.push(node(
                     "DequantizeLinear",

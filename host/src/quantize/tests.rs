@@ -108,6 +108,39 @@ fn the_int8_model_has_its_own_metadata_and_smaller_weights() {
     );
 }
 
+/// Symmetric weights and int32 biases need no zero point: their DequantizeLinear nodes have
+/// two inputs and the file holds no zero-point tensors for them, yet tract still lowers the
+/// convolutions to QLinearConv (it needs the zero points) and runs them.
+#[test]
+fn weights_and_biases_are_stored_without_zero_points() {
+    let model = quantized(&[], Method::Minmax);
+    let graph = model.graph.as_ref().unwrap();
+    let constant: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let mut weights = 0;
+    for n in graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "DequantizeLinear")
+    {
+        if constant.contains(n.input[0].as_str()) {
+            weights += 1;
+            assert_eq!(n.input.len(), 2, "{} has a zero-point input", n.name);
+        } else {
+            assert_eq!(
+                n.input.len(),
+                3,
+                "activation {} lost its zero point",
+                n.name
+            );
+        }
+    }
+    // tiny(): 13 convs + the linear layer, each with weights and a bias.
+    assert_eq!(weights, 28);
+    let integer = matmul_ops(&model).iter().filter(|op| op.2).count();
+    assert_eq!(integer, 13);
+}
+
 #[test]
 fn bad_quantization_requests_are_refused() {
     let model = network_to_onnx(&tiny(), &normalisation(), None).unwrap();

@@ -37,6 +37,9 @@ pub struct Args {
     /// Landmarks TSV for --pairs.
     #[arg(long)]
     landmarks: Option<PathBuf>,
+    /// Also print where tract spends its time: milliseconds per run by op kind.
+    #[arg(long)]
+    profile: bool,
 }
 
 struct Row {
@@ -83,6 +86,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             tract_ms: times[times.len() / 2],
         });
         write_check_files(&embedder, path, check_dir.path())?;
+        if args.profile {
+            print_profile(&embedder, &image, path, args.runs)?;
+        }
     }
 
     let ort = ort_results(&args, check_dir.path());
@@ -122,6 +128,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(pairs) = &args.pairs {
         compare_on_pairs(&args, pairs)?;
+    }
+    Ok(())
+}
+
+/// Milliseconds per run by tract op kind (timed node by node, so the sum is a little above the
+/// end-to-end median).
+fn print_profile(
+    embedder: &Embedder,
+    image: &[f32],
+    path: &Path,
+    runs: usize,
+) -> anyhow::Result<()> {
+    let shape = [
+        1,
+        3,
+        image.len() / 3 / embedder.meta().input_width,
+        embedder.meta().input_width,
+    ];
+    let input = tract_onnx::prelude::Tensor::from_shape(&shape, image)?;
+    let rows = facelock_host::onnx::runner::profile_ops(embedder.plan(), &input, runs)?;
+    let total: f64 = rows.iter().map(|r| r.1).sum();
+    println!(
+        "{}: tract time by op kind ({total:.2} ms per run in all)",
+        path.display()
+    );
+    println!("op	nodes	ms_per_run	share");
+    for (op, ms, nodes) in rows {
+        println!("{op}	{nodes}	{ms:.3}	{:.1}%", 100.0 * ms / total.max(1e-12));
     }
     Ok(())
 }
