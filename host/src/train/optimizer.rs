@@ -84,6 +84,17 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// Gradients of the loss Σ w².
+    fn square_loss_grads(w: &Var) -> GradStore {
+        w.as_tensor()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap()
+    }
+
     /// Two steps by hand: w=1, g=2w (loss w²), lr=0.1, μ=0.9, λ=0.5 on a [1,1] weight.
     #[test]
     fn matches_hand_computed_momentum_updates() {
@@ -92,14 +103,7 @@ mod tests {
         let mut expected_w = 1f64;
         let mut v = 0f64;
         for _ in 0..2 {
-            let grads = w
-                .as_tensor()
-                .sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let grads = square_loss_grads(&w);
             sgd.step(&grads, 0.1).unwrap();
             v = 0.9 * v + 2.0 * expected_w + 0.5 * expected_w;
             expected_w -= 0.1 * v;
@@ -123,14 +127,7 @@ mod tests {
         let w = Var::from_tensor(&Tensor::new(&[[1f32, -2.0]], &Device::Cpu).unwrap()).unwrap();
         let mut sgd = Sgd::new(vec![("w".into(), w.clone())], 0.9, 0.5).unwrap();
         for _ in 0..3 {
-            let grads = w
-                .as_tensor()
-                .sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let grads = square_loss_grads(&w);
             sgd.step(&grads, 0.1).unwrap();
         }
         for (name, velocity) in sgd.state() {
