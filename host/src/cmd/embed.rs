@@ -32,6 +32,8 @@ pub struct EmbedArgs {
 impl EmbedArgs {
     /// Embeds the listed images and writes the matrix.
     pub fn run(self) -> anyhow::Result<()> {
+        // candle allocates per batch as in training (see `train::allocator`).
+        facelock_host::train::allocator::tune_for_training();
         let device = device::open(self.face.device)?;
         let (model, config) = checkpoint::load_model(&self.model, &device)?;
         let text = std::fs::read_to_string(&self.list)

@@ -31,6 +31,8 @@ pub struct EvalArgs {
 impl EvalArgs {
     /// Runs the evaluation and prints the summary.
     pub fn run(self) -> anyhow::Result<()> {
+        // candle allocates per batch as in training (see `train::allocator`).
+        facelock_host::train::allocator::tune_for_training();
         let onnx = self
             .model
             .extension()

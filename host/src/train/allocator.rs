@@ -20,7 +20,8 @@ const TOP_PAD: libc::c_int = 256 << 20;
 /// Tunes the process allocator for a training loop. Returns whether every setting was taken
 /// (`false` on platforms other than glibc Linux, where nothing is changed).
 ///
-/// Call it once at the start of a command that trains. It changes allocation policy for the
+/// Call it once at the start of a command that runs candle over many batches (train, eval,
+/// embed). It changes allocation policy for the
 /// whole process, so memory benchmarks (`facelock bench loss`) must not call it.
 pub fn tune_for_training() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
