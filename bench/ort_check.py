@@ -4,8 +4,10 @@
 For each MODEL prints one JSON line with the onnxruntime version, the median latency of a
 batch-1 run over --runs runs (--bench), and, with --check DIR, the max abs difference and
 the lowest cosine between onnxruntime's embeddings and tract's, read from
-DIR/<model file name>.input.f32 ([n, 3, h, w], little-endian f32) and
-DIR/<model file name>.tract.f32 ([n, dim]); `facelock bench infer` writes those files.
+DIR/model-<k>.input.f32 ([n, 3, h, w], little-endian f32) and
+DIR/model-<k>.tract.f32 ([n, dim]), k the model's 0-based position on the command line (two
+files of the same name in different folders do not collide); `facelock bench infer` writes
+those files.
 """
 import argparse
 import json
@@ -30,7 +32,7 @@ def main():
         print(f"ort_check.py: {error}; install with `pip install onnxruntime`", file=sys.stderr)
         return 2
 
-    for path in args.models:
+    for index, path in enumerate(args.models):
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
         options.inter_op_num_threads = 1
@@ -54,7 +56,7 @@ def main():
             result["threads"] = args.threads
 
         if args.check:
-            name = os.path.basename(path)
+            name = f"model-{index}"
             images = np.fromfile(os.path.join(args.check, name + ".input.f32"), dtype="<f4")
             images = images.reshape(-1, 3, height, width)
             tract = np.fromfile(os.path.join(args.check, name + ".tract.f32"), dtype="<f4")

@@ -85,7 +85,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             size,
             tract_ms: times[times.len() / 2],
         });
-        write_check_files(&embedder, path, check_dir.path())?;
+        write_check_files(&embedder, rows.len() - 1, check_dir.path())?;
         if args.profile {
             print_profile(&embedder, &image, path, args.runs)?;
         }
@@ -211,16 +211,15 @@ fn compare_on_pairs(args: &Args, pairs_path: &Path) -> anyhow::Result<()> {
 }
 
 /// Writes 8 seeded images and tract's embeddings of them for `ort_check.py --check`.
-fn write_check_files(embedder: &Embedder, model: &Path, dir: &Path) -> anyhow::Result<()> {
+/// Seeded inputs and tract's outputs for `ort_check.py --check`, named after the model's
+/// position on the command line (`model-<index>`), not its file name, which may repeat.
+fn write_check_files(embedder: &Embedder, index: usize, dir: &Path) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(1);
     let images: Vec<f32> = (0..8 * embedder.image_len())
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();
     let embeddings = embedder.embed(&images)?;
-    let name = model
-        .file_name()
-        .context("model path has no file name")?
-        .to_string_lossy();
+    let name = format!("model-{index}");
     let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     std::fs::write(dir.join(format!("{name}.input.f32")), bytes(&images))?;
     std::fs::write(dir.join(format!("{name}.tract.f32")), bytes(&embeddings))?;
