@@ -50,6 +50,10 @@ pub fn lower_qdq_for_tract(model: &ModelProto) -> ModelProto {
             .copied()
             .unwrap_or(DataType::Uint8 as i32);
         let name = format!("{}.implied_zero", dq.input[0]);
+        if zero_points.iter().any(|t| t.name == name) {
+            // A tensor read by several convolutions needs its zero point only once.
+            return name;
+        }
         zero_points.push(TensorProto {
             name: name.clone(),
             data_type,
@@ -136,5 +140,85 @@ fn prune_dead(mut nodes: Vec<NodeProto>, outputs: HashSet<String>) -> Vec<NodePr
         }
         let mut keep = live.into_iter();
         nodes.retain(|_| keep.next().unwrap_or(true));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::builder::{f32_tensor, i8_tensor, node, u8_tensor};
+    use tract_onnx::pb::{GraphProto, ValueInfoProto};
+
+    /// Two convolutions read the same activation and the same weights, whose DequantizeLinear
+    /// has no zero point: both QLinearConvs get the one implied int8 zero point.
+    #[test]
+    fn an_implied_zero_point_is_added_once_and_typed_like_its_tensor() {
+        let mut nodes = vec![
+            node("QuantizeLinear", "xq", &["x", "xs", "xz"], &["x.q"], vec![]),
+            node(
+                "DequantizeLinear",
+                "xdq",
+                &["x.q", "xs", "xz"],
+                &["x.dq"],
+                vec![],
+            ),
+            node("DequantizeLinear", "wdq", &["w.q", "ws"], &["w.dq"], vec![]),
+        ];
+        for k in ["a", "b"] {
+            let conv = format!("conv_{k}");
+            nodes.push(node("Conv", &conv, &["x.dq", "w.dq"], &[&conv], vec![]));
+            let out = format!("{k}.q");
+            nodes.push(node(
+                "QuantizeLinear",
+                &out,
+                &[&conv, "ys", "yz"],
+                &[&out],
+                vec![],
+            ));
+        }
+        let outputs = ["a.q", "b.q"].map(|name| ValueInfoProto {
+            name: name.into(),
+            ..Default::default()
+        });
+        let model = ModelProto {
+            graph: Some(GraphProto {
+                node: nodes,
+                initializer: vec![
+                    f32_tensor("xs", &[], &[0.1]),
+                    u8_tensor("xz", &[], &[128]),
+                    i8_tensor("w.q", &[1, 1, 1, 1], &[3]),
+                    f32_tensor("ws", &[1], &[0.5]),
+                    f32_tensor("ys", &[], &[0.2]),
+                    u8_tensor("yz", &[], &[128]),
+                ],
+                output: outputs.to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+
+        let lowered = lower_qdq_for_tract(&model);
+        let graph = lowered.graph.unwrap();
+        let convs: Vec<&NodeProto> = graph
+            .node
+            .iter()
+            .filter(|n| n.op_type == "QLinearConv")
+            .collect();
+        assert_eq!(convs.len(), 2);
+        for conv in &convs {
+            assert_eq!(
+                conv.input[2], "xz",
+                "the activation keeps its own zero point"
+            );
+            assert_eq!(conv.input[5], "w.q.implied_zero");
+        }
+        let implied: Vec<&TensorProto> = graph
+            .initializer
+            .iter()
+            .filter(|t| t.name == "w.q.implied_zero")
+            .collect();
+        assert_eq!(implied.len(), 1);
+        let int8 = tract_onnx::pb::tensor_proto::DataType::Int8 as i32;
+        assert_eq!(implied[0].data_type, int8);
     }
 }
