@@ -239,8 +239,7 @@ struct PlanItem {
 /// Moves every coordinate of `points` by independent Gaussian noise with standard deviation
 /// `sigma` times the inter-ocular distance (points 0 and 1 are the eye centres).
 pub fn jitter_landmarks(points: &FivePoints, sigma: f32, rng: &mut impl Rng) -> FivePoints {
-    let eyes =
-        ((points[1][0] - points[0][0]).powi(2) + (points[1][1] - points[0][1]).powi(2)).sqrt();
+    let eyes = (points[1][0] - points[0][0]).hypot(points[1][1] - points[0][1]);
     let spread = sigma * eyes;
     let mut moved = *points;
     for point in moved.iter_mut() {

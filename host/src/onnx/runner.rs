@@ -280,12 +280,13 @@ pub fn profile_ops(
     input: &Tensor,
     runs: usize,
 ) -> TractResult<Vec<(String, f64, usize)>> {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::time::Instant;
 
+    let runs = runs.max(1);
     let mut state = tract_onnx::tract_core::plan::SimpleState::new(plan)?;
-    let mut spent: BTreeMap<String, (f64, std::collections::BTreeSet<usize>)> = BTreeMap::new();
-    for _ in 0..runs.max(1) {
+    let mut spent: BTreeMap<String, (f64, BTreeSet<usize>)> = BTreeMap::new();
+    for _ in 0..runs {
         state.run_plan_with_eval(
             tvec![input.clone().into_tvalue()],
             |ctx, op_state, node, inputs| {
@@ -300,7 +301,7 @@ pub fn profile_ops(
     }
     let mut rows: Vec<(String, f64, usize)> = spent
         .into_iter()
-        .map(|(name, (ms, nodes))| (name, ms / runs.max(1) as f64, nodes.len()))
+        .map(|(name, (ms, nodes))| (name, ms / runs as f64, nodes.len()))
         .collect();
     rows.sort_by(|a, b| b.1.total_cmp(&a.1));
     Ok(rows)

@@ -140,12 +140,8 @@ fn print_profile(
     path: &Path,
     runs: usize,
 ) -> anyhow::Result<()> {
-    let shape = [
-        1,
-        3,
-        image.len() / 3 / embedder.meta().input_width,
-        embedder.meta().input_width,
-    ];
+    let meta = embedder.meta();
+    let shape = [1, 3, meta.input_height, meta.input_width];
     let input = tract_onnx::prelude::Tensor::from_shape(&shape, image)?;
     let rows = facelock_host::onnx::runner::profile_ops(embedder.plan(), &input, runs)?;
     let total: f64 = rows.iter().map(|r| r.1).sum();
@@ -210,9 +206,9 @@ fn compare_on_pairs(args: &Args, pairs_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes 8 seeded images and tract's embeddings of them for `ort_check.py --check`.
-/// Seeded inputs and tract's outputs for `ort_check.py --check`, named after the model's
-/// position on the command line (`model-<index>`), not its file name, which may repeat.
+/// Writes 8 seeded images and tract's embeddings of them for `ort_check.py --check`, named
+/// after the model's position on the command line (`model-<index>`), not its file name,
+/// which may repeat.
 fn write_check_files(embedder: &Embedder, index: usize, dir: &Path) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(1);
     let images: Vec<f32> = (0..8 * embedder.image_len())
