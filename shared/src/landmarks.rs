@@ -30,6 +30,12 @@ pub const CONTEXT: f32 = 0.75;
 /// Largest number of sub-samples per axis when a patch shrinks the image.
 const MAX_SUPERSAMPLE: usize = 8;
 
+/// Side of each of the five local patches a late stage reads, in pixels.
+pub const LOCAL_SIZE: usize = 14;
+
+/// Values of the five local patches; the rest of the [`PATCH_LEN`] input is zero.
+pub const LOCAL_LEN: usize = 5 * LOCAL_SIZE * LOCAL_SIZE;
+
 /// A face box in image pixels: top-left corner and size.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -96,18 +102,29 @@ pub fn extract_patch(
     if out.len() != PATCH_LEN {
         return Err(AlignError::BadOutputLength);
     }
+    grey_patch(image, to_patch, PATCH_SIZE, out)
+}
+
+/// Samples a `side`² grey patch through `to_output` into `out` and normalises it to zero mean
+/// and unit variance (a flat patch becomes all zeros).
+fn grey_patch(
+    image: &ImageRef<'_>,
+    to_output: &Similarity,
+    side: usize,
+    out: &mut [f32],
+) -> Result<(), AlignError> {
     for_each_warped_pixel(
         image,
-        to_patch,
-        PATCH_SIZE,
+        to_output,
+        side,
         MAX_SUPERSAMPLE,
         |x, y, [r, g, b]| {
-            out[y * PATCH_SIZE + x] = 0.299 * r + 0.587 * g + 0.114 * b;
+            out[y * side + x] = 0.299 * r + 0.587 * g + 0.114 * b;
         },
     )?;
-
-    let mean = out.iter().sum::<f32>() / PATCH_LEN as f32;
-    let variance = out.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / PATCH_LEN as f32;
+    let len = out.len() as f32;
+    let mean = out.iter().sum::<f32>() / len;
+    let variance = out.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / len;
     let inv_std = if variance > 1e-6 {
         1.0 / libm::sqrtf(variance)
     } else {
@@ -117,6 +134,63 @@ pub fn extract_patch(
         *v = (*v - mean) * inv_std;
     }
     Ok(())
+}
+
+/// Samples one [`LOCAL_SIZE`]² grey patch around each current point into `out` ([`PATCH_LEN`]
+/// values: five patches of [`LOCAL_LEN`] / 5, then zeros). Patch `i` is centred on
+/// `points[i]` in the patch frame of `to_patch`, with `step` patch-frame pixels per local
+/// pixel, so it sees that point at a finer scale than the whole-face patch. Each local patch is
+/// normalised on its own.
+pub fn extract_local_patches(
+    image: &ImageRef<'_>,
+    to_patch: &Similarity,
+    points: &[[f32; 2]; 5],
+    step: f32,
+    out: &mut [f32],
+) -> Result<(), AlignError> {
+    if out.len() != PATCH_LEN {
+        return Err(AlignError::BadOutputLength);
+    }
+    if !(step.is_finite() && step > 0.0) {
+        return Err(AlignError::DegenerateLandmarks);
+    }
+    let centre = (LOCAL_SIZE - 1) as f32 / 2.0;
+    let area = LOCAL_SIZE * LOCAL_SIZE;
+    for (i, point) in points.iter().enumerate() {
+        let q = to_patch.apply(*point);
+        // Patch frame -> local frame: (c - q) / step + centre.
+        let to_local = Similarity {
+            a: to_patch.a / step,
+            b: to_patch.b / step,
+            tx: (to_patch.tx - q[0]) / step + centre,
+            ty: (to_patch.ty - q[1]) / step + centre,
+        };
+        grey_patch(
+            image,
+            &to_local,
+            LOCAL_SIZE,
+            &mut out[i * area..(i + 1) * area],
+        )?;
+    }
+    out[LOCAL_LEN..].fill(0.0);
+    Ok(())
+}
+
+/// The input of cascade stage `stage` for the estimate `points` (whose patch transform is
+/// `to_patch`): the whole-face patch, or local patches from [`CascadeInfo::local_from`] on.
+pub fn stage_input(
+    image: &ImageRef<'_>,
+    info: &CascadeInfo,
+    stage: usize,
+    to_patch: &Similarity,
+    points: &[[f32; 2]; 5],
+    out: &mut [f32],
+) -> Result<(), AlignError> {
+    if stage >= info.local_from {
+        extract_local_patches(image, to_patch, points, info.local_step, out)
+    } else {
+        extract_patch(image, to_patch, out)
+    }
 }
 
 /// The correction a perfect stage would output: the true points in the patch frame minus the
@@ -190,7 +264,8 @@ pub fn run_cascade<E>(
     let mut patch = [0.0f32; PATCH_LEN];
     for stage in 0..info.stages {
         let to_patch = patch_transform(&points).map_err(CascadeError::Align)?;
-        extract_patch(image, &to_patch, &mut patch).map_err(CascadeError::Align)?;
+        stage_input(image, info, stage, &to_patch, &points, &mut patch)
+            .map_err(CascadeError::Align)?;
         let update = regress(stage, &patch).map_err(CascadeError::Model)?;
         points = apply_update(&to_patch, &update).map_err(CascadeError::Align)?;
     }
@@ -205,6 +280,10 @@ pub struct CascadeInfo {
     pub stages: usize,
     /// The starting shape relative to the detector box ((0, 0) top-left, (1, 1) bottom-right).
     pub box_shape: [[f32; 2]; 5],
+    /// First stage that reads local patches ([`extract_local_patches`]); `stages` or more: none.
+    pub local_from: usize,
+    /// Patch-frame pixels per local-patch pixel.
+    pub local_step: f32,
 }
 
 /// Why landmark model metadata was refused.
@@ -220,6 +299,8 @@ pub enum MetaError {
     Stages,
     /// The box shape is not ten finite numbers.
     BoxShape,
+    /// The local-patch stage or step is not a number, or the step is not positive.
+    Local,
 }
 
 impl fmt::Display for MetaError {
@@ -231,6 +312,7 @@ impl fmt::Display for MetaError {
             MetaError::PatchSize => "landmark patch side is not 32 (unsupported by this build)",
             MetaError::Stages => "landmark stage count is missing or not a positive number",
             MetaError::BoxShape => "landmark box shape is not 10 finite numbers",
+            MetaError::Local => "landmark local-patch stage or step is not a valid number",
         })
     }
 }
@@ -266,7 +348,26 @@ impl CascadeInfo {
             return Err(MetaError::BoxShape);
         }
         let box_shape = core::array::from_fn(|i| [values[2 * i], values[2 * i + 1]]);
-        Ok(CascadeInfo { stages, box_shape })
+        // Models from before local patches have neither key: every stage reads the whole face.
+        let (local_from, local_step) =
+            match (get(key::LANDMARK_LOCAL_FROM), get(key::LANDMARK_LOCAL_STEP)) {
+                (None, None) => (stages, 1.0),
+                (Some(from), Some(step)) => {
+                    let from: usize = from.trim().parse().map_err(|_| MetaError::Local)?;
+                    let step: f32 = step.trim().parse().map_err(|_| MetaError::Local)?;
+                    if !(step.is_finite() && step > 0.0) {
+                        return Err(MetaError::Local);
+                    }
+                    (from, step)
+                }
+                _ => return Err(MetaError::Local),
+            };
+        Ok(CascadeInfo {
+            stages,
+            box_shape,
+            local_from,
+            local_step,
+        })
     }
 }
 
@@ -335,6 +436,65 @@ mod tests {
     }
 
     #[test]
+    fn local_patches_are_centred_on_their_points_and_normalised() {
+        // A bright dot at each point on a mid-grey background: each local patch's brightest
+        // pixel is its centre.
+        let mut pixels = std::vec![100u8; 150 * 150];
+        for p in FACE {
+            pixels[p[1] as usize * 150 + p[0] as usize] = 255;
+        }
+        let image = ImageRef::new(&pixels, 150, 150, 1).unwrap();
+        // An estimate a little off the truth: patches follow the estimate given, so look
+        // at the truth itself, with the transform fitted to a shifted estimate.
+        let to_patch = patch_transform(&FACE.map(|p| [p[0] + 2.0, p[1] - 1.0])).unwrap();
+        let mut out = [1.0f32; PATCH_LEN];
+        // Point coordinates of the dots' pixel centres.
+        let points = FACE.map(|p| [p[0], p[1]]);
+        extract_local_patches(&image, &to_patch, &points, 0.25, &mut out).unwrap();
+        let area = LOCAL_SIZE * LOCAL_SIZE;
+        for i in 0..5 {
+            let patch = &out[i * area..(i + 1) * area];
+            let brightest = (0..area)
+                .max_by(|a, b| patch[*a].total_cmp(&patch[*b]))
+                .unwrap();
+            let (x, y) = (brightest % LOCAL_SIZE, brightest / LOCAL_SIZE);
+            assert!(
+                (6..=7).contains(&x) && (6..=7).contains(&y),
+                "point {i}: brightest at ({x}, {y})"
+            );
+            let mean = patch.iter().sum::<f32>() / area as f32;
+            let var = patch.iter().map(|v| v * v).sum::<f32>() / area as f32;
+            assert!(
+                mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
+                "{mean} {var}"
+            );
+        }
+        assert!(out[LOCAL_LEN..].iter().all(|v| *v == 0.0));
+
+        // Stage inputs switch from the whole face to local patches at `local_from`.
+        let info = CascadeInfo {
+            stages: 3,
+            box_shape: [[0.5; 2]; 5],
+            local_from: 2,
+            local_step: 0.25,
+        };
+        let mut whole = [0.0f32; PATCH_LEN];
+        stage_input(&image, &info, 1, &to_patch, &points, &mut whole).unwrap();
+        let mut expected = [0.0f32; PATCH_LEN];
+        extract_patch(&image, &to_patch, &mut expected).unwrap();
+        assert_eq!(whole, expected);
+        stage_input(&image, &info, 2, &to_patch, &points, &mut whole).unwrap();
+        assert_eq!(whole, out);
+
+        let mut short = [0.0f32; 10];
+        assert_eq!(
+            extract_local_patches(&image, &to_patch, &points, 0.5, &mut short),
+            Err(AlignError::BadOutputLength)
+        );
+        assert!(extract_local_patches(&image, &to_patch, &points, -1.0, &mut out).is_err());
+    }
+
+    #[test]
     fn bad_inputs_are_errors() {
         let to_patch = patch_transform(&FACE).unwrap();
         assert_eq!(
@@ -382,6 +542,33 @@ mod tests {
         let info = CascadeInfo::from_metadata(good).unwrap();
         assert_eq!(info.stages, 3);
         assert_eq!(info.box_shape[4], [0.65, 0.8]);
+        assert_eq!(
+            info.local_from, 3,
+            "no local keys: every stage reads the whole face"
+        );
+
+        let local = |from: Option<&'static str>, step: Option<&'static str>| {
+            move |name: &str| match name {
+                key::LANDMARK_LOCAL_FROM => from,
+                key::LANDMARK_LOCAL_STEP => step,
+                _ => good(name),
+            }
+        };
+        let info = CascadeInfo::from_metadata(local(Some("2"), Some("0.4"))).unwrap();
+        assert_eq!((info.local_from, info.local_step), (2, 0.4));
+        for (from, step) in [
+            (Some("2"), None),
+            (None, Some("0.5")),
+            (Some("x"), Some("0.5")),
+            (Some("2"), Some("0")),
+            (Some("2"), Some("nan")),
+        ] {
+            assert_eq!(
+                CascadeInfo::from_metadata(local(from, step)),
+                Err(MetaError::Local),
+                "{from:?} {step:?}"
+            );
+        }
 
         let embedding = |name: &str| if name == key::KIND { None } else { good(name) };
         assert_eq!(

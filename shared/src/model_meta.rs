@@ -52,5 +52,10 @@ pub const LANDMARK_STAGES: &str = "facelock.landmarks.stages";
 pub const LANDMARK_PATCH: &str = "facelock.landmarks.patch";
 /// The starting shape in the detector's face box: 10 numbers, x y per point, box-relative.
 pub const LANDMARK_BOX_SHAPE: &str = "facelock.landmarks.box_shape";
+/// First cascade stage (0-based) that reads five local patches instead of the whole face;
+/// absent in models where every stage reads the whole face.
+pub const LANDMARK_LOCAL_FROM: &str = "facelock.landmarks.local_from";
+/// Patch-frame pixels per local-patch pixel, e.g. `"0.5"`; present with [`LANDMARK_LOCAL_FROM`].
+pub const LANDMARK_LOCAL_STEP: &str = "facelock.landmarks.local_step";
 /// The face detector whose boxes the starting shape was measured on.
 pub const LANDMARK_DETECTOR: &str = "facelock.landmarks.detector";

@@ -57,6 +57,13 @@ pub struct TrainArgs {
     /// Seed of the box jitter.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// First stage (1-based) that reads five local patches, one around each current point,
+    /// instead of the whole face; without it every stage reads the whole face.
+    #[arg(long)]
+    local_from: Option<usize>,
+    /// Local-patch sampling step in whole-face patch pixels (smaller: finer and narrower).
+    #[arg(long, default_value_t = 0.5)]
+    local_step: f32,
 }
 
 impl TrainArgs {
@@ -109,6 +116,10 @@ impl TrainArgs {
             stages: self.stages,
             perturbations: self.perturbations,
             seed: self.seed,
+            local_from: self
+                .local_from
+                .map_or(usize::MAX, |stage| stage.saturating_sub(1)),
+            local_step: self.local_step,
             ..TrainConfig::default()
         };
         let bar = progress::bar(self.stages as u64, "training stages");

@@ -35,6 +35,10 @@ pub struct Cascade {
     pub bias: Vec<f32>,
     /// The starting shape relative to the detector box ((0, 0) top-left, (1, 1) bottom-right).
     pub box_shape: FivePoints,
+    /// First stage reading local patches (`stages` or more: none).
+    pub local_from: usize,
+    /// Patch-frame pixels per local-patch pixel.
+    pub local_step: f32,
 }
 
 impl Cascade {
@@ -68,6 +72,8 @@ impl Cascade {
         let info = landmarks::CascadeInfo {
             stages: stages.min(self.stages),
             box_shape: self.box_shape,
+            local_from: self.local_from,
+            local_step: self.local_step,
         };
         landmarks::run_cascade(image, face, &info, regress).map_err(cascade_error)
     }
@@ -107,7 +113,7 @@ impl Cascade {
             .flat_map(|p| [p[0].to_string(), p[1].to_string()])
             .collect::<Vec<_>>()
             .join(",");
-        let props = [
+        let mut props = vec![
             (key::FORMAT_VERSION, "1".to_string()),
             (key::KIND, key::KIND_LANDMARKS.to_string()),
             (key::LANDMARK_STAGES, self.stages.to_string()),
@@ -117,6 +123,10 @@ impl Cascade {
             (key::MODEL_ID, format!("{model_id:016x}")),
             (key::PRODUCER, meta::producer()),
         ];
+        if self.local_from < self.stages {
+            props.push((key::LANDMARK_LOCAL_FROM, self.local_from.to_string()));
+            props.push((key::LANDMARK_LOCAL_STEP, self.local_step.to_string()));
+        }
         builder::model(
             graph,
             props.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
@@ -173,6 +183,11 @@ impl LandmarkModel {
     /// Number of stages.
     pub fn stages(&self) -> usize {
         self.info.stages
+    }
+
+    /// What the model's metadata says: stages, box shape, local-patch stages.
+    pub fn info(&self) -> &landmarks::CascadeInfo {
+        &self.info
     }
 
     /// Stage `stage`'s correction for one patch, through tract.

@@ -102,17 +102,48 @@ fn the_cascade_learns_drawn_faces_and_each_stage_helps() {
 }
 
 #[test]
+fn a_local_patch_stage_refines_what_the_whole_face_stage_leaves() {
+    let samples = faces(300, 7);
+    let config = TrainConfig {
+        stages: 2,
+        perturbations: 3,
+        local_from: 1,
+        ..TrainConfig::default()
+    };
+    let (cascade, box_error, reports) = train(&samples, &config, |_| {}).unwrap();
+    assert_eq!((cascade.local_from, cascade.local_step), (1, 0.5));
+    let (whole, local) = (reports[0].validation_error, reports[1].validation_error);
+    assert!(
+        whole < 0.5 * box_error && local < 0.6 * whole,
+        "box {box_error}, whole-face stage {whole}, local stage {local}"
+    );
+
+    let bad = TrainConfig {
+        local_step: 0.0,
+        ..config
+    };
+    assert!(train(&samples, &bad, |_| {}).is_err());
+}
+
+#[test]
 fn tract_runs_the_exported_cascade_like_the_rust_arithmetic() {
     let samples = faces(60, 3);
+    // The second stage reads local patches: the model's metadata must say so for the two
+    // paths below to agree.
     let config = TrainConfig {
         stages: 2,
         perturbations: 1,
+        local_from: 1,
         ..TrainConfig::default()
     };
     let (cascade, _, _) = train(&samples, &config, |_| {}).unwrap();
     let proto = cascade.to_onnx();
     let model = LandmarkModel::from_proto(&proto, std::path::Path::new("cascade.onnx")).unwrap();
     assert_eq!(model.stages(), 2);
+    assert_eq!(
+        (model.info().local_from, model.info().local_step),
+        (1, config.local_step)
+    );
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let patch: Vec<f32> = (0..PATCH_LEN)

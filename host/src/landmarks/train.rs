@@ -37,6 +37,10 @@ pub struct TrainConfig {
     pub ridges: Vec<f64>,
     /// Seed of the jitter.
     pub seed: u64,
+    /// First stage reading five local patches instead of the whole face (`stages`: none).
+    pub local_from: usize,
+    /// Patch-frame pixels per local-patch pixel.
+    pub local_step: f32,
 }
 
 impl Default for TrainConfig {
@@ -47,6 +51,8 @@ impl Default for TrainConfig {
             jitter: 0.08,
             ridges: vec![1e-4, 1e-3, 1e-2, 1e-1, 1.0],
             seed: 1,
+            local_from: usize::MAX,
+            local_step: 0.5,
         }
     }
 }
@@ -83,6 +89,12 @@ pub fn train(
         return Err(Error::InvalidInput(
             "landmark training needs at least one stage, start and ridge strength".into(),
         ));
+    }
+    if !(config.local_step.is_finite() && config.local_step > 0.0) {
+        return Err(Error::InvalidInput(format!(
+            "landmark local-patch step {} must be positive",
+            config.local_step
+        )));
     }
     let held_out = |i: usize| i.is_multiple_of(10);
 
@@ -128,10 +140,16 @@ pub fn train(
     let mut bias = vec![0.0f32; STAGE_OUTPUTS * config.stages];
     let width = STAGE_OUTPUTS * config.stages;
     let mut reports = Vec::new();
+    let info = landmarks::CascadeInfo {
+        stages: config.stages,
+        box_shape,
+        local_from: config.local_from.min(config.stages),
+        local_step: config.local_step,
+    };
     for stage in 0..config.stages {
         progress(stage);
-        let (train_x, train_y, train_t) = design(samples, &train_states)?;
-        let (valid_x, valid_y, valid_t) = design(samples, &valid_states)?;
+        let (train_x, train_y, train_t) = design(samples, &train_states, &info, stage)?;
+        let (valid_x, valid_y, valid_t) = design(samples, &valid_states, &info, stage)?;
         let rows = train_states.len();
         let (gram, cross) = normal_equations(&train_x, &train_y, rows)?;
 
@@ -172,6 +190,8 @@ pub fn train(
         weights,
         bias,
         box_shape,
+        local_from: info.local_from,
+        local_step: info.local_step,
     };
     Ok((cascade, box_error, reports))
 }
@@ -195,7 +215,12 @@ fn jitter(face: &FaceBox, amount: f32, rng: &mut impl Rng) -> FaceBox {
 /// Features (patch values and a constant 1), targets, and each state's patch transform.
 type Design = (Vec<f64>, Vec<f64>, Vec<facelock_shared::align::Similarity>);
 
-fn design(samples: &[FaceSample], states: &[State]) -> Result<Design> {
+fn design(
+    samples: &[FaceSample],
+    states: &[State],
+    info: &landmarks::CascadeInfo,
+    stage: usize,
+) -> Result<Design> {
     let rows: Vec<(Vec<f64>, [f32; STAGE_OUTPUTS], _)> = states
         .par_iter()
         .map(|state| {
@@ -203,7 +228,8 @@ fn design(samples: &[FaceSample], states: &[State]) -> Result<Design> {
             let image = sample.image.view().map_err(align_error)?;
             let to_patch = landmarks::patch_transform(&state.points).map_err(align_error)?;
             let mut patch = vec![0.0f32; PATCH_LEN];
-            landmarks::extract_patch(&image, &to_patch, &mut patch).map_err(align_error)?;
+            landmarks::stage_input(&image, info, stage, &to_patch, &state.points, &mut patch)
+                .map_err(align_error)?;
             let mut features: Vec<f64> = patch.iter().map(|v| *v as f64).collect();
             features.push(1.0);
             let target = landmarks::target_update(&to_patch, &sample.truth);
