@@ -64,6 +64,9 @@ pub struct TrainArgs {
     /// Local-patch sampling step in whole-face patch pixels (smaller: finer and narrower).
     #[arg(long, default_value_t = 0.5)]
     local_step: f32,
+    /// Also train on each training face mirrored left to right.
+    #[arg(long)]
+    mirror: bool,
 }
 
 impl TrainArgs {
@@ -120,6 +123,7 @@ impl TrainArgs {
                 .local_from
                 .map_or(usize::MAX, |stage| stage.saturating_sub(1)),
             local_step: self.local_step,
+            mirror: self.mirror,
             ..TrainConfig::default()
         };
         let bar = progress::bar(self.stages as u64, "training stages");

@@ -126,6 +126,37 @@ fn a_local_patch_stage_refines_what_the_whole_face_stage_leaves() {
 }
 
 #[test]
+fn a_mirrored_face_keeps_its_points_on_the_features() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let sample = drawn_face(&mut rng);
+    let mirrored = super::train::mirror(&sample);
+    let image = &mirrored.image;
+    // Every point still sits on a dark disc, and the left eye is left of the right eye.
+    for p in mirrored.truth {
+        let (x, y) = (p[0].round() as usize, p[1].round() as usize);
+        assert_eq!(image.pixels[y * image.width + x], 30, "{p:?}");
+    }
+    assert!(mirrored.truth[0][0] < mirrored.truth[1][0]);
+    assert!(mirrored.truth[3][0] < mirrored.truth[4][0]);
+    let back = super::train::mirror(&mirrored);
+    assert_eq!(back.image.pixels, sample.image.pixels);
+    assert!((back.face.x - sample.face.x).abs() < 1e-4 && back.face.width == sample.face.width);
+    for (b, t) in back.truth.iter().zip(&sample.truth) {
+        assert!((b[0] - t[0]).abs() < 1e-4 && (b[1] - t[1]).abs() < 1e-4);
+    }
+
+    let samples = faces(60, 3);
+    let config = TrainConfig {
+        stages: 1,
+        perturbations: 1,
+        mirror: true,
+        ..TrainConfig::default()
+    };
+    let (_, box_error, reports) = train(&samples, &config, |_| {}).unwrap();
+    assert!(reports[0].validation_error < 0.5 * box_error, "{reports:?}");
+}
+
+#[test]
 fn tract_runs_the_exported_cascade_like_the_rust_arithmetic() {
     let samples = faces(60, 3);
     // The second stage reads local patches: the model's metadata must say so for the two

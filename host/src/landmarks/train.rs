@@ -41,6 +41,8 @@ pub struct TrainConfig {
     pub local_from: usize,
     /// Patch-frame pixels per local-patch pixel.
     pub local_step: f32,
+    /// Also train on every training face mirrored left to right (held-out faces never are).
+    pub mirror: bool,
 }
 
 impl Default for TrainConfig {
@@ -53,6 +55,7 @@ impl Default for TrainConfig {
             seed: 1,
             local_from: usize::MAX,
             local_step: 0.5,
+            mirror: false,
         }
     }
 }
@@ -111,11 +114,20 @@ pub fn train(
         }
     }
 
+    // Mirrored copies of the training faces follow the originals (indices from samples.len()).
+    let mirrored: Vec<FaceSample> = if config.mirror {
+        training.iter().map(|s| mirror(s)).collect()
+    } else {
+        Vec::new()
+    };
+    let samples: Vec<&FaceSample> = samples.iter().chain(&mirrored).collect();
+    let originals = samples.len() - mirrored.len();
+
     let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
     let mut train_states = Vec::new();
     let mut valid_states = Vec::new();
     for (i, sample) in samples.iter().enumerate() {
-        if held_out(i) {
+        if i < originals && held_out(i) {
             valid_states.push(State {
                 sample: i,
                 points: sample.face.from_unit(&box_shape),
@@ -134,7 +146,7 @@ pub fn train(
             });
         }
     }
-    let box_error = mean_error(samples, &valid_states);
+    let box_error = mean_error(&samples, &valid_states);
 
     let mut weights = vec![0.0f32; PATCH_LEN * STAGE_OUTPUTS * config.stages];
     let mut bias = vec![0.0f32; STAGE_OUTPUTS * config.stages];
@@ -148,8 +160,8 @@ pub fn train(
     };
     for stage in 0..config.stages {
         progress(stage);
-        let (train_x, train_y, train_t) = design(samples, &train_states, &info, stage)?;
-        let (valid_x, valid_y, valid_t) = design(samples, &valid_states, &info, stage)?;
+        let (train_x, train_y, train_t) = design(&samples, &train_states, &info, stage)?;
+        let (valid_x, valid_y, valid_t) = design(&samples, &valid_states, &info, stage)?;
         let rows = train_states.len();
         let (gram, cross) = normal_equations(&train_x, &train_y, rows)?;
 
@@ -174,7 +186,7 @@ pub fn train(
 
         advance(&mut train_states, &train_x, &train_t, &solution)?;
         advance(&mut valid_states, &valid_x, &valid_t, &solution)?;
-        let validation_error = mean_error(samples, &valid_states);
+        let validation_error = mean_error(&samples, &valid_states);
         tracing::info!(
             "landmark stage {}: ridge {ridge:e} x rows, held-out error {:.2} % of the eye distance",
             stage + 1,
@@ -194,6 +206,35 @@ pub fn train(
         local_step: info.local_step,
     };
     Ok((cascade, box_error, reports))
+}
+
+/// The face mirrored left to right: image, box, and points with the left and right eyes and
+/// mouth corners swapped (pixel centres at integer coordinates).
+pub(crate) fn mirror(sample: &FaceSample) -> FaceSample {
+    let image = &sample.image;
+    let (width, channels) = (image.width, image.channels);
+    let mut pixels = Vec::with_capacity(image.pixels.len());
+    for row in image.pixels.chunks_exact(width * channels) {
+        for pixel in row.chunks_exact(channels).rev() {
+            pixels.extend_from_slice(pixel);
+        }
+    }
+    let flip = |p: [f32; 2]| [(width - 1) as f32 - p[0], p[1]];
+    let t = sample.truth;
+    let face = sample.face;
+    FaceSample {
+        image: DecodedImage {
+            pixels,
+            width,
+            height: image.height,
+            channels,
+        },
+        face: FaceBox {
+            x: (width - 1) as f32 - face.x - face.width,
+            ..face
+        },
+        truth: [flip(t[1]), flip(t[0]), flip(t[2]), flip(t[4]), flip(t[3])],
+    }
 }
 
 fn jitter(face: &FaceBox, amount: f32, rng: &mut impl Rng) -> FaceBox {
@@ -216,7 +257,7 @@ fn jitter(face: &FaceBox, amount: f32, rng: &mut impl Rng) -> FaceBox {
 type Design = (Vec<f64>, Vec<f64>, Vec<facelock_shared::align::Similarity>);
 
 fn design(
-    samples: &[FaceSample],
+    samples: &[&FaceSample],
     states: &[State],
     info: &landmarks::CascadeInfo,
     stage: usize,
@@ -224,7 +265,7 @@ fn design(
     let rows: Vec<(Vec<f64>, [f32; STAGE_OUTPUTS], _)> = states
         .par_iter()
         .map(|state| {
-            let sample = &samples[state.sample];
+            let sample = samples[state.sample];
             let image = sample.image.view().map_err(align_error)?;
             let to_patch = landmarks::patch_transform(&state.points).map_err(align_error)?;
             let mut patch = vec![0.0f32; PATCH_LEN];
@@ -369,7 +410,7 @@ fn advance(
         })
 }
 
-fn mean_error(samples: &[FaceSample], states: &[State]) -> f32 {
+fn mean_error(samples: &[&FaceSample], states: &[State]) -> f32 {
     let errors: Vec<f32> = states
         .iter()
         .filter_map(|s| landmarks::interocular_error(&s.points, &samples[s.sample].truth))
