@@ -187,7 +187,7 @@ pub fn stage_input(
     out: &mut [f32],
 ) -> Result<(), AlignError> {
     if stage >= info.local_from {
-        extract_local_patches(image, to_patch, points, info.local_step, out)
+        extract_local_patches(image, to_patch, points, info.local_step_of(stage), out)
     } else {
         extract_patch(image, to_patch, out)
     }
@@ -282,8 +282,10 @@ pub struct CascadeInfo {
     pub box_shape: [[f32; 2]; 5],
     /// First stage that reads local patches ([`extract_local_patches`]); `stages` or more: none.
     pub local_from: usize,
-    /// Patch-frame pixels per local-patch pixel.
+    /// Patch-frame pixels per local-patch pixel at stage `local_from`.
     pub local_step: f32,
+    /// Factor on the local step per later stage (below 1: each stage looks finer).
+    pub local_decay: f32,
 }
 
 /// Why landmark model metadata was refused.
@@ -299,7 +301,8 @@ pub enum MetaError {
     Stages,
     /// The box shape is not ten finite numbers.
     BoxShape,
-    /// The local-patch stage or step is not a number, or the step is not positive.
+    /// The local-patch stage, step or decay is not a number, or the step or decay is not
+    /// positive.
     Local,
 }
 
@@ -312,7 +315,7 @@ impl fmt::Display for MetaError {
             MetaError::PatchSize => "landmark patch side is not 32 (unsupported by this build)",
             MetaError::Stages => "landmark stage count is missing or not a positive number",
             MetaError::BoxShape => "landmark box shape is not 10 finite numbers",
-            MetaError::Local => "landmark local-patch stage or step is not a valid number",
+            MetaError::Local => "landmark local-patch stage, step or decay is not a valid number",
         })
     }
 }
@@ -362,12 +365,28 @@ impl CascadeInfo {
                 }
                 _ => return Err(MetaError::Local),
             };
+        let local_decay = match get(key::LANDMARK_LOCAL_DECAY) {
+            None => 1.0,
+            Some(text) => text
+                .trim()
+                .parse::<f32>()
+                .ok()
+                .filter(|d| d.is_finite() && *d > 0.0)
+                .ok_or(MetaError::Local)?,
+        };
         Ok(CascadeInfo {
             stages,
             box_shape,
             local_from,
             local_step,
+            local_decay,
         })
+    }
+
+    /// The local-patch step of stage `stage` (from `local_from` on).
+    pub fn local_step_of(&self, stage: usize) -> f32 {
+        let later = stage.saturating_sub(self.local_from);
+        self.local_step * libm::powf(self.local_decay, later as f32)
     }
 }
 
@@ -477,6 +496,7 @@ mod tests {
             box_shape: [[0.5; 2]; 5],
             local_from: 2,
             local_step: 0.25,
+            local_decay: 1.0,
         };
         let mut whole = [0.0f32; PATCH_LEN];
         stage_input(&image, &info, 1, &to_patch, &points, &mut whole).unwrap();
@@ -556,6 +576,20 @@ mod tests {
         };
         let info = CascadeInfo::from_metadata(local(Some("2"), Some("0.4"))).unwrap();
         assert_eq!((info.local_from, info.local_step), (2, 0.4));
+        assert_eq!(info.local_decay, 1.0);
+        let decaying = |name: &str| match name {
+            key::LANDMARK_LOCAL_DECAY => Some("0.5"),
+            _ => local(Some("2"), Some("0.4"))(name),
+        };
+        let info = CascadeInfo::from_metadata(decaying).unwrap();
+        assert_eq!(info.local_decay, 0.5);
+        assert_eq!(info.local_step_of(2), 0.4);
+        assert_eq!(info.local_step_of(4), 0.1);
+        let bad_decay = |name: &str| match name {
+            key::LANDMARK_LOCAL_DECAY => Some("-1"),
+            _ => local(Some("2"), Some("0.4"))(name),
+        };
+        assert_eq!(CascadeInfo::from_metadata(bad_decay), Err(MetaError::Local));
         for (from, step) in [
             (Some("2"), None),
             (None, Some("0.5")),

@@ -57,5 +57,8 @@ pub const LANDMARK_BOX_SHAPE: &str = "facelock.landmarks.box_shape";
 pub const LANDMARK_LOCAL_FROM: &str = "facelock.landmarks.local_from";
 /// Patch-frame pixels per local-patch pixel, e.g. `"0.5"`; present with [`LANDMARK_LOCAL_FROM`].
 pub const LANDMARK_LOCAL_STEP: &str = "facelock.landmarks.local_step";
+/// Factor on the local-patch step per stage after the first local one, e.g. `"0.9"`;
+/// absent: 1 (the same step for every local stage).
+pub const LANDMARK_LOCAL_DECAY: &str = "facelock.landmarks.local_decay";
 /// The face detector whose boxes the starting shape was measured on.
 pub const LANDMARK_DETECTOR: &str = "facelock.landmarks.detector";

@@ -42,7 +42,7 @@ fn camera_frames_unlock_the_enrolled_person_only() -> anyhow::Result<()> {
     let lfw = data.join("lfw");
     let table = std::fs::read_to_string(data.join("lfw-landmarks.tsv"))?;
 
-    // A small cascade: 400 dev-train images, 2 stages (seconds).
+    // A small cascade: 400 dev-train images, 2 stages, the second on local patches (seconds).
     let cascade = work.join("landmarks.onnx");
     let report = facelock(&[
         "landmarks",
@@ -56,6 +56,8 @@ fn camera_frames_unlock_the_enrolled_person_only() -> anyhow::Result<()> {
         "--out",
         &path(&cascade),
         "--stages",
+        "2",
+        "--local-from",
         "2",
         "--max-images",
         "400",

@@ -64,6 +64,9 @@ pub struct TrainArgs {
     /// Local-patch sampling step in whole-face patch pixels (smaller: finer and narrower).
     #[arg(long, default_value_t = 0.5)]
     local_step: f32,
+    /// Factor on the local-patch step per later stage (below 1: each stage looks finer).
+    #[arg(long, default_value_t = 1.0)]
+    local_decay: f32,
     /// Also train on each training face mirrored left to right.
     #[arg(long)]
     mirror: bool,
@@ -123,6 +126,7 @@ impl TrainArgs {
                 .local_from
                 .map_or(usize::MAX, |stage| stage.saturating_sub(1)),
             local_step: self.local_step,
+            local_decay: self.local_decay,
             mirror: self.mirror,
             ..TrainConfig::default()
         };

@@ -37,8 +37,10 @@ pub struct Cascade {
     pub box_shape: FivePoints,
     /// First stage reading local patches (`stages` or more: none).
     pub local_from: usize,
-    /// Patch-frame pixels per local-patch pixel.
+    /// Patch-frame pixels per local-patch pixel at stage `local_from`.
     pub local_step: f32,
+    /// Factor on the local step per later stage.
+    pub local_decay: f32,
 }
 
 impl Cascade {
@@ -74,6 +76,7 @@ impl Cascade {
             box_shape: self.box_shape,
             local_from: self.local_from,
             local_step: self.local_step,
+            local_decay: self.local_decay,
         };
         landmarks::run_cascade(image, face, &info, regress).map_err(cascade_error)
     }
@@ -126,6 +129,9 @@ impl Cascade {
         if self.local_from < self.stages {
             props.push((key::LANDMARK_LOCAL_FROM, self.local_from.to_string()));
             props.push((key::LANDMARK_LOCAL_STEP, self.local_step.to_string()));
+            if self.local_decay != 1.0 {
+                props.push((key::LANDMARK_LOCAL_DECAY, self.local_decay.to_string()));
+            }
         }
         builder::model(
             graph,

@@ -159,28 +159,30 @@ fn a_mirrored_face_keeps_its_points_on_the_features() {
 #[test]
 fn tract_runs_the_exported_cascade_like_the_rust_arithmetic() {
     let samples = faces(60, 3);
-    // The second stage reads local patches: the model's metadata must say so for the two
-    // paths below to agree.
+    // Later stages read local patches, each finer than the one before: the model's metadata
+    // must say so for the two paths below to agree.
     let config = TrainConfig {
-        stages: 2,
+        stages: 3,
         perturbations: 1,
         local_from: 1,
+        local_decay: 0.8,
         ..TrainConfig::default()
     };
     let (cascade, _, _) = train(&samples, &config, |_| {}).unwrap();
     let proto = cascade.to_onnx();
     let model = LandmarkModel::from_proto(&proto, std::path::Path::new("cascade.onnx")).unwrap();
-    assert_eq!(model.stages(), 2);
+    assert_eq!(model.stages(), 3);
+    let info = model.info();
     assert_eq!(
-        (model.info().local_from, model.info().local_step),
-        (1, config.local_step)
+        (info.local_from, info.local_step, info.local_decay),
+        (1, config.local_step, 0.8)
     );
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let patch: Vec<f32> = (0..PATCH_LEN)
         .map(|_| rng.random_range(-2.0..2.0))
         .collect();
-    for stage in 0..2 {
+    for stage in 0..3 {
         let ours = cascade.regress(stage, &patch);
         let theirs = model.regress(stage, &patch).unwrap();
         for (a, b) in ours.iter().zip(&theirs) {
@@ -194,12 +196,12 @@ fn tract_runs_the_exported_cascade_like_the_rust_arithmetic() {
     let image = sample.image.view().unwrap();
     let through_tract = model.locate(&image, &sample.face).unwrap();
     let through_rust = cascade
-        .locate_with(&image, &sample.face, 2, |s, p| Ok(cascade.regress(s, p)))
+        .locate_with(&image, &sample.face, 3, |s, p| Ok(cascade.regress(s, p)))
         .unwrap();
     for (a, b) in through_tract.iter().zip(&through_rust) {
         assert!((a[0] - b[0]).abs() < 1e-2 && (a[1] - b[1]).abs() < 1e-2);
     }
-    assert!(model.regress(2, &patch).is_err());
+    assert!(model.regress(3, &patch).is_err());
     assert!(model.regress(0, &patch[..10]).is_err());
 }
 

@@ -39,8 +39,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// First stage reading five local patches instead of the whole face (`stages`: none).
     pub local_from: usize,
-    /// Patch-frame pixels per local-patch pixel.
+    /// Patch-frame pixels per local-patch pixel at stage `local_from`.
     pub local_step: f32,
+    /// Factor on the local step per later stage (below 1: finer and finer).
+    pub local_decay: f32,
     /// Also train on every training face mirrored left to right (held-out faces never are).
     pub mirror: bool,
 }
@@ -55,6 +57,7 @@ impl Default for TrainConfig {
             seed: 1,
             local_from: usize::MAX,
             local_step: 0.5,
+            local_decay: 1.0,
             mirror: false,
         }
     }
@@ -93,10 +96,11 @@ pub fn train(
             "landmark training needs at least one stage, start and ridge strength".into(),
         ));
     }
-    if !(config.local_step.is_finite() && config.local_step > 0.0) {
+    let positive = |v: f32| v.is_finite() && v > 0.0;
+    if !(positive(config.local_step) && positive(config.local_decay)) {
         return Err(Error::InvalidInput(format!(
-            "landmark local-patch step {} must be positive",
-            config.local_step
+            "landmark local-patch step {} and decay {} must be positive",
+            config.local_step, config.local_decay
         )));
     }
     let held_out = |i: usize| i.is_multiple_of(10);
@@ -157,6 +161,7 @@ pub fn train(
         box_shape,
         local_from: config.local_from.min(config.stages),
         local_step: config.local_step,
+        local_decay: config.local_decay,
     };
     for stage in 0..config.stages {
         progress(stage);
@@ -204,6 +209,7 @@ pub fn train(
         box_shape,
         local_from: info.local_from,
         local_step: info.local_step,
+        local_decay: info.local_decay,
     };
     Ok((cascade, box_error, reports))
 }
