@@ -36,6 +36,45 @@ pub const LOCAL_SIZE: usize = 14;
 /// Values of the five local patches; the rest of the [`PATCH_LEN`] input is zero.
 pub const LOCAL_LEN: usize = 5 * LOCAL_SIZE * LOCAL_SIZE;
 
+/// Most stages a landmark model may have.
+pub const MAX_STAGES: usize = 16;
+
+/// Orientation bins of [`extract_local_gradients`] (unsigned, 45° apart).
+const ORIENTATIONS: usize = 4;
+
+/// What a cascade stage reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum StageInput {
+    /// The whole-face grey patch ([`extract_patch`]).
+    Face,
+    /// Five local grey patches, one around each point ([`extract_local_patches`]).
+    Pixels,
+    /// Gradient-orientation histograms of five local patches ([`extract_local_gradients`]).
+    Gradients,
+}
+
+impl StageInput {
+    /// The name used in model metadata and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            StageInput::Face => "face",
+            StageInput::Pixels => "pixels",
+            StageInput::Gradients => "gradients",
+        }
+    }
+
+    /// Parses [`StageInput::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.trim() {
+            "face" => Some(StageInput::Face),
+            "pixels" => Some(StageInput::Pixels),
+            "gradients" => Some(StageInput::Gradients),
+            _ => None,
+        }
+    }
+}
+
 /// A face box in image pixels: top-left corner and size.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -148,23 +187,10 @@ pub fn extract_local_patches(
     step: f32,
     out: &mut [f32],
 ) -> Result<(), AlignError> {
-    if out.len() != PATCH_LEN {
-        return Err(AlignError::BadOutputLength);
-    }
-    if !(step.is_finite() && step > 0.0) {
-        return Err(AlignError::DegenerateLandmarks);
-    }
-    let centre = (LOCAL_SIZE - 1) as f32 / 2.0;
+    check_local(step, out)?;
     let area = LOCAL_SIZE * LOCAL_SIZE;
     for (i, point) in points.iter().enumerate() {
-        let q = to_patch.apply(*point);
-        // Patch frame -> local frame: (c - q) / step + centre.
-        let to_local = Similarity {
-            a: to_patch.a / step,
-            b: to_patch.b / step,
-            tx: (to_patch.tx - q[0]) / step + centre,
-            ty: (to_patch.ty - q[1]) / step + centre,
-        };
+        let to_local = local_transform(to_patch, *point, step, LOCAL_SIZE);
         grey_patch(
             image,
             &to_local,
@@ -176,8 +202,84 @@ pub fn extract_local_patches(
     Ok(())
 }
 
+/// Like [`extract_local_patches`], but each point's [`LOCAL_SIZE`]² values are a histogram of
+/// gradient orientations: the gradient of every pixel of the local patch (central differences)
+/// adds its magnitude to 2×2-pixel cells, in 4 unsigned orientation bins with linear
+/// interpolation between neighbouring bins; each point's histogram is scaled to unit RMS.
+/// Less precise than pixels but far less thrown by lighting and texture, so a cascade uses
+/// these first and pixels last.
+pub fn extract_local_gradients(
+    image: &ImageRef<'_>,
+    to_patch: &Similarity,
+    points: &[[f32; 2]; 5],
+    step: f32,
+    out: &mut [f32],
+) -> Result<(), AlignError> {
+    const SIDE: usize = LOCAL_SIZE + 2;
+    const CELLS: usize = LOCAL_SIZE / 2;
+    check_local(step, out)?;
+    let area = LOCAL_SIZE * LOCAL_SIZE;
+    let mut grey = [0.0f32; SIDE * SIDE];
+    for (i, point) in points.iter().enumerate() {
+        // One pixel of margin on each side for the central differences.
+        let to_local = local_transform(to_patch, *point, step, SIDE);
+        grey_patch(image, &to_local, SIDE, &mut grey)?;
+        let histogram = &mut out[i * area..(i + 1) * area];
+        histogram.fill(0.0);
+        for y in 1..=LOCAL_SIZE {
+            for x in 1..=LOCAL_SIZE {
+                let gx = grey[y * SIDE + x + 1] - grey[y * SIDE + x - 1];
+                let gy = grey[(y + 1) * SIDE + x] - grey[(y - 1) * SIDE + x];
+                let magnitude = libm::hypotf(gx, gy);
+                let mut angle = libm::atan2f(gy, gx);
+                if angle < 0.0 {
+                    angle += core::f32::consts::PI;
+                }
+                let position = angle / core::f32::consts::PI * ORIENTATIONS as f32;
+                let below = libm::floorf(position);
+                let fraction = position - below;
+                let lower = below as usize % ORIENTATIONS;
+                let upper = (lower + 1) % ORIENTATIONS;
+                let cell = ((y - 1) / 2 * CELLS + (x - 1) / 2) * ORIENTATIONS;
+                histogram[cell + lower] += magnitude * (1.0 - fraction);
+                histogram[cell + upper] += magnitude * fraction;
+            }
+        }
+        let norm = libm::sqrtf(histogram.iter().map(|v| v * v).sum::<f32>() / area as f32);
+        let scale = if norm > 1e-6 { 1.0 / norm } else { 0.0 };
+        for v in histogram.iter_mut() {
+            *v *= scale;
+        }
+    }
+    out[LOCAL_LEN..].fill(0.0);
+    Ok(())
+}
+
+fn check_local(step: f32, out: &[f32]) -> Result<(), AlignError> {
+    if out.len() != PATCH_LEN {
+        return Err(AlignError::BadOutputLength);
+    }
+    if !(step.is_finite() && step > 0.0) {
+        return Err(AlignError::DegenerateLandmarks);
+    }
+    Ok(())
+}
+
+/// The similarity from image pixels into a `side`² local patch centred on `point`, `step`
+/// patch-frame pixels per local pixel: `(to_patch(x) - to_patch(point)) / step + centre`.
+fn local_transform(to_patch: &Similarity, point: [f32; 2], step: f32, side: usize) -> Similarity {
+    let q = to_patch.apply(point);
+    let centre = (side - 1) as f32 / 2.0;
+    Similarity {
+        a: to_patch.a / step,
+        b: to_patch.b / step,
+        tx: (to_patch.tx - q[0]) / step + centre,
+        ty: (to_patch.ty - q[1]) / step + centre,
+    }
+}
+
 /// The input of cascade stage `stage` for the estimate `points` (whose patch transform is
-/// `to_patch`): the whole-face patch, or local patches from [`CascadeInfo::local_from`] on.
+/// `to_patch`), as [`CascadeInfo::inputs`] says.
 pub fn stage_input(
     image: &ImageRef<'_>,
     info: &CascadeInfo,
@@ -186,10 +288,12 @@ pub fn stage_input(
     points: &[[f32; 2]; 5],
     out: &mut [f32],
 ) -> Result<(), AlignError> {
-    if stage >= info.local_from {
-        extract_local_patches(image, to_patch, points, info.local_step_of(stage), out)
-    } else {
-        extract_patch(image, to_patch, out)
+    match info.input(stage) {
+        StageInput::Face => extract_patch(image, to_patch, out),
+        StageInput::Pixels => extract_local_patches(image, to_patch, points, info.local_step, out),
+        StageInput::Gradients => {
+            extract_local_gradients(image, to_patch, points, info.local_step, out)
+        }
     }
 }
 
@@ -280,12 +384,10 @@ pub struct CascadeInfo {
     pub stages: usize,
     /// The starting shape relative to the detector box ((0, 0) top-left, (1, 1) bottom-right).
     pub box_shape: [[f32; 2]; 5],
-    /// First stage that reads local patches ([`extract_local_patches`]); `stages` or more: none.
-    pub local_from: usize,
-    /// Patch-frame pixels per local-patch pixel at stage `local_from`.
+    /// What each stage reads; entries from `stages` on are unused.
+    pub inputs: [StageInput; MAX_STAGES],
+    /// Patch-frame pixels per local-patch pixel of the local stages.
     pub local_step: f32,
-    /// Factor on the local step per later stage (below 1: each stage looks finer).
-    pub local_decay: f32,
 }
 
 /// Why landmark model metadata was refused.
@@ -297,13 +399,13 @@ pub enum MetaError {
     NotLandmarks,
     /// The patch side is not [`PATCH_SIZE`].
     PatchSize,
-    /// The stage count is missing, not a number, or zero.
+    /// The stage count is missing, not a number, zero, or over [`MAX_STAGES`].
     Stages,
     /// The box shape is not ten finite numbers.
     BoxShape,
-    /// The local-patch stage, step or decay is not a number, or the step or decay is not
-    /// positive.
-    Local,
+    /// The stage inputs are not one known name per stage, or local stages lack a positive
+    /// local step.
+    Inputs,
 }
 
 impl fmt::Display for MetaError {
@@ -313,9 +415,12 @@ impl fmt::Display for MetaError {
                 "not a facelock landmark model (metadata facelock.kind is not 'landmarks')"
             }
             MetaError::PatchSize => "landmark patch side is not 32 (unsupported by this build)",
-            MetaError::Stages => "landmark stage count is missing or not a positive number",
+            MetaError::Stages => "landmark stage count is missing, zero, or over 16",
             MetaError::BoxShape => "landmark box shape is not 10 finite numbers",
-            MetaError::Local => "landmark local-patch stage, step or decay is not a valid number",
+            MetaError::Inputs => {
+                "landmark stage inputs are not one of face/pixels/gradients per stage with a \
+                 positive local step"
+            }
         })
     }
 }
@@ -335,7 +440,7 @@ impl CascadeInfo {
         }
         let stages = get(key::LANDMARK_STAGES)
             .and_then(|s| s.trim().parse::<usize>().ok())
-            .filter(|s| *s > 0)
+            .filter(|s| (1..=MAX_STAGES).contains(s))
             .ok_or(MetaError::Stages)?;
         let mut values = [0.0f32; 10];
         let mut count = 0;
@@ -351,42 +456,41 @@ impl CascadeInfo {
             return Err(MetaError::BoxShape);
         }
         let box_shape = core::array::from_fn(|i| [values[2 * i], values[2 * i + 1]]);
-        // Models from before local patches have neither key: every stage reads the whole face.
-        let (local_from, local_step) =
-            match (get(key::LANDMARK_LOCAL_FROM), get(key::LANDMARK_LOCAL_STEP)) {
-                (None, None) => (stages, 1.0),
-                (Some(from), Some(step)) => {
-                    let from: usize = from.trim().parse().map_err(|_| MetaError::Local)?;
-                    let step: f32 = step.trim().parse().map_err(|_| MetaError::Local)?;
-                    if !(step.is_finite() && step > 0.0) {
-                        return Err(MetaError::Local);
-                    }
-                    (from, step)
-                }
-                _ => return Err(MetaError::Local),
-            };
-        let local_decay = match get(key::LANDMARK_LOCAL_DECAY) {
-            None => 1.0,
+        // Models from before local patches have no inputs key: every stage reads the face.
+        let mut inputs = [StageInput::Face; MAX_STAGES];
+        if let Some(list) = get(key::LANDMARK_INPUTS) {
+            let mut count = 0;
+            for name in list.split(',') {
+                let input = StageInput::from_name(name).ok_or(MetaError::Inputs)?;
+                *inputs.get_mut(count).ok_or(MetaError::Inputs)? = input;
+                count += 1;
+            }
+            if count != stages {
+                return Err(MetaError::Inputs);
+            }
+        }
+        let local = inputs[..stages].iter().any(|i| *i != StageInput::Face);
+        let local_step = match get(key::LANDMARK_LOCAL_STEP) {
+            None if !local => 1.0,
+            None => return Err(MetaError::Inputs),
             Some(text) => text
                 .trim()
                 .parse::<f32>()
                 .ok()
-                .filter(|d| d.is_finite() && *d > 0.0)
-                .ok_or(MetaError::Local)?,
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .ok_or(MetaError::Inputs)?,
         };
         Ok(CascadeInfo {
             stages,
             box_shape,
-            local_from,
+            inputs,
             local_step,
-            local_decay,
         })
     }
 
-    /// The local-patch step of stage `stage` (from `local_from` on).
-    pub fn local_step_of(&self, stage: usize) -> f32 {
-        let later = stage.saturating_sub(self.local_from);
-        self.local_step * libm::powf(self.local_decay, later as f32)
+    /// What stage `stage` reads (the whole face past the last stage).
+    pub fn input(&self, stage: usize) -> StageInput {
+        self.inputs.get(stage).copied().unwrap_or(StageInput::Face)
     }
 }
 
@@ -490,21 +594,26 @@ mod tests {
         }
         assert!(out[LOCAL_LEN..].iter().all(|v| *v == 0.0));
 
-        // Stage inputs switch from the whole face to local patches at `local_from`.
+        // Each stage reads what the cascade says.
+        let mut inputs = [StageInput::Face; MAX_STAGES];
+        inputs[1] = StageInput::Gradients;
+        inputs[2] = StageInput::Pixels;
         let info = CascadeInfo {
             stages: 3,
             box_shape: [[0.5; 2]; 5],
-            local_from: 2,
+            inputs,
             local_step: 0.25,
-            local_decay: 1.0,
         };
-        let mut whole = [0.0f32; PATCH_LEN];
-        stage_input(&image, &info, 1, &to_patch, &points, &mut whole).unwrap();
+        let mut read = [0.0f32; PATCH_LEN];
         let mut expected = [0.0f32; PATCH_LEN];
+        stage_input(&image, &info, 0, &to_patch, &points, &mut read).unwrap();
         extract_patch(&image, &to_patch, &mut expected).unwrap();
-        assert_eq!(whole, expected);
-        stage_input(&image, &info, 2, &to_patch, &points, &mut whole).unwrap();
-        assert_eq!(whole, out);
+        assert_eq!(read, expected);
+        stage_input(&image, &info, 1, &to_patch, &points, &mut read).unwrap();
+        extract_local_gradients(&image, &to_patch, &points, 0.25, &mut expected).unwrap();
+        assert_eq!(read, expected);
+        stage_input(&image, &info, 2, &to_patch, &points, &mut read).unwrap();
+        assert_eq!(read, out);
 
         let mut short = [0.0f32; 10];
         assert_eq!(
@@ -512,6 +621,60 @@ mod tests {
             Err(AlignError::BadOutputLength)
         );
         assert!(extract_local_patches(&image, &to_patch, &points, -1.0, &mut out).is_err());
+    }
+
+    #[test]
+    fn gradient_histograms_follow_edge_orientation_and_position() {
+        // Left half dark, right half bright: a vertical edge through x = 70, whose gradients
+        // point along x (orientation bin 0). Points on the edge see it in their middle cells.
+        let mut pixels = std::vec![0u8; 150 * 150];
+        for (i, p) in pixels.iter_mut().enumerate() {
+            *p = if i % 150 >= 70 { 200 } else { 20 };
+        }
+        let image = ImageRef::new(&pixels, 150, 150, 1).unwrap();
+        let to_patch = patch_transform(&FACE).unwrap();
+        let points = [
+            [69.5, 60.0],
+            [69.5, 70.0],
+            [69.5, 80.0],
+            [20.0, 80.0],
+            [120.0, 80.0],
+        ];
+        let mut out = [1.0f32; PATCH_LEN];
+        extract_local_gradients(&image, &to_patch, &points, 0.5, &mut out).unwrap();
+        let area = LOCAL_SIZE * LOCAL_SIZE;
+        let cells = LOCAL_SIZE / 2;
+        for (i, _) in points.iter().enumerate().take(3) {
+            let histogram = &out[i * area..(i + 1) * area];
+            let energy = |bin: usize| {
+                (0..cells * cells)
+                    .map(|c| histogram[c * 4 + bin])
+                    .sum::<f32>()
+            };
+            // The face frame is barely rotated: nearly all energy in bin 0 (along x).
+            assert!(
+                energy(0) > 10.0 * (energy(1) + energy(2) + energy(3)),
+                "{i}"
+            );
+            // ... and in the middle columns of cells.
+            let column = |cx: usize| {
+                (0..cells)
+                    .map(|cy| histogram[(cy * cells + cx) * 4])
+                    .sum::<f32>()
+            };
+            assert!(column(3) > 10.0 * (column(0) + column(6)), "{i}");
+            let rms = libm::sqrtf(histogram.iter().map(|v| v * v).sum::<f32>() / area as f32);
+            assert!((rms - 1.0).abs() < 1e-4, "{rms}");
+        }
+        // Flat regions far from the edge: no gradient, all zeros.
+        assert!(out[3 * area..LOCAL_LEN].iter().all(|v| *v == 0.0));
+        assert!(out[LOCAL_LEN..].iter().all(|v| *v == 0.0));
+
+        let mut short = [0.0f32; 10];
+        assert_eq!(
+            extract_local_gradients(&image, &to_patch, &points, 0.5, &mut short),
+            Err(AlignError::BadOutputLength)
+        );
     }
 
     #[test]
@@ -563,46 +726,56 @@ mod tests {
         assert_eq!(info.stages, 3);
         assert_eq!(info.box_shape[4], [0.65, 0.8]);
         assert_eq!(
-            info.local_from, 3,
-            "no local keys: every stage reads the whole face"
+            info.inputs[..3],
+            [StageInput::Face; 3],
+            "no inputs key: every stage reads the whole face"
         );
 
-        let local = |from: Option<&'static str>, step: Option<&'static str>| {
+        let local = |inputs: Option<&'static str>, step: Option<&'static str>| {
             move |name: &str| match name {
-                key::LANDMARK_LOCAL_FROM => from,
+                key::LANDMARK_INPUTS => inputs,
                 key::LANDMARK_LOCAL_STEP => step,
                 _ => good(name),
             }
         };
-        let info = CascadeInfo::from_metadata(local(Some("2"), Some("0.4"))).unwrap();
-        assert_eq!((info.local_from, info.local_step), (2, 0.4));
-        assert_eq!(info.local_decay, 1.0);
-        let decaying = |name: &str| match name {
-            key::LANDMARK_LOCAL_DECAY => Some("0.5"),
-            _ => local(Some("2"), Some("0.4"))(name),
-        };
-        let info = CascadeInfo::from_metadata(decaying).unwrap();
-        assert_eq!(info.local_decay, 0.5);
-        assert_eq!(info.local_step_of(2), 0.4);
-        assert_eq!(info.local_step_of(4), 0.1);
-        let bad_decay = |name: &str| match name {
-            key::LANDMARK_LOCAL_DECAY => Some("-1"),
-            _ => local(Some("2"), Some("0.4"))(name),
-        };
-        assert_eq!(CascadeInfo::from_metadata(bad_decay), Err(MetaError::Local));
-        for (from, step) in [
-            (Some("2"), None),
-            (None, Some("0.5")),
-            (Some("x"), Some("0.5")),
-            (Some("2"), Some("0")),
-            (Some("2"), Some("nan")),
+        let info =
+            CascadeInfo::from_metadata(local(Some("face, gradients,pixels"), Some("0.4"))).unwrap();
+        assert_eq!(
+            (info.input(0), info.input(1), info.input(2), info.local_step),
+            (
+                StageInput::Face,
+                StageInput::Gradients,
+                StageInput::Pixels,
+                0.4
+            )
+        );
+        for name in ["face", "pixels", "gradients"] {
+            assert_eq!(StageInput::from_name(name).unwrap().name(), name);
+        }
+        // Only whole-face stages need no step.
+        assert!(CascadeInfo::from_metadata(local(Some("face,face,face"), None)).is_ok());
+        for (inputs, step) in [
+            (Some("face,pixels,pixels"), None),
+            (Some("face,pixels"), Some("0.5")),
+            (Some("face,pixels,pixels,pixels"), Some("0.5")),
+            (Some("face,edges,pixels"), Some("0.5")),
+            (Some("face,pixels,pixels"), Some("0")),
+            (Some("face,pixels,pixels"), Some("nan")),
         ] {
             assert_eq!(
-                CascadeInfo::from_metadata(local(from, step)),
-                Err(MetaError::Local),
-                "{from:?} {step:?}"
+                CascadeInfo::from_metadata(local(inputs, step)),
+                Err(MetaError::Inputs),
+                "{inputs:?} {step:?}"
             );
         }
+        let many = |name: &str| {
+            if name == key::LANDMARK_STAGES {
+                Some("17")
+            } else {
+                good(name)
+            }
+        };
+        assert_eq!(CascadeInfo::from_metadata(many), Err(MetaError::Stages));
 
         let embedding = |name: &str| if name == key::KIND { None } else { good(name) };
         assert_eq!(

@@ -52,13 +52,10 @@ pub const LANDMARK_STAGES: &str = "facelock.landmarks.stages";
 pub const LANDMARK_PATCH: &str = "facelock.landmarks.patch";
 /// The starting shape in the detector's face box: 10 numbers, x y per point, box-relative.
 pub const LANDMARK_BOX_SHAPE: &str = "facelock.landmarks.box_shape";
-/// First cascade stage (0-based) that reads five local patches instead of the whole face;
-/// absent in models where every stage reads the whole face.
-pub const LANDMARK_LOCAL_FROM: &str = "facelock.landmarks.local_from";
-/// Patch-frame pixels per local-patch pixel, e.g. `"0.5"`; present with [`LANDMARK_LOCAL_FROM`].
+/// What each cascade stage reads, comma-separated, one per stage: `face` (the whole-face
+/// patch), `pixels` or `gradients` (five local patches); absent: every stage reads the face.
+pub const LANDMARK_INPUTS: &str = "facelock.landmarks.inputs";
+/// Patch-frame pixels per local-patch pixel, e.g. `"0.7"`; needed when a stage is local.
 pub const LANDMARK_LOCAL_STEP: &str = "facelock.landmarks.local_step";
-/// Factor on the local-patch step per stage after the first local one, e.g. `"0.9"`;
-/// absent: 1 (the same step for every local stage).
-pub const LANDMARK_LOCAL_DECAY: &str = "facelock.landmarks.local_decay";
 /// The face detector whose boxes the starting shape was measured on.
 pub const LANDMARK_DETECTOR: &str = "facelock.landmarks.detector";

@@ -42,7 +42,8 @@ fn camera_frames_unlock_the_enrolled_person_only() -> anyhow::Result<()> {
     let lfw = data.join("lfw");
     let table = std::fs::read_to_string(data.join("lfw-landmarks.tsv"))?;
 
-    // A small cascade: 400 dev-train images, 2 stages, the second on local patches (seconds).
+    // A small cascade: 400 dev-train images, a whole-face stage, then one on local gradient
+    // histograms and one on local pixels (seconds).
     let cascade = work.join("landmarks.onnx");
     let report = facelock(&[
         "landmarks",
@@ -55,10 +56,8 @@ fn camera_frames_unlock_the_enrolled_person_only() -> anyhow::Result<()> {
         &path(&data.join("lfw-landmarks.tsv")),
         "--out",
         &path(&cascade),
-        "--stages",
-        "2",
-        "--local-from",
-        "2",
+        "--inputs",
+        "face,gradients,pixels",
         "--max-images",
         "400",
     ])?;

@@ -8,7 +8,7 @@ use facelock_host::data::{decode_file, Dataset, DecodedImage, FivePoints, Landma
 use facelock_host::landmarks::{self, FaceSample, LandmarkModel, TrainConfig};
 use facelock_host::progress;
 use facelock_shared::detect::{Detection, DetectorConfig, FaceDetector};
-use facelock_shared::landmarks::interocular_error;
+use facelock_shared::landmarks::{interocular_error, StageInput};
 use rayon::prelude::*;
 
 /// Landmark model commands.
@@ -45,9 +45,11 @@ pub struct TrainArgs {
     /// Output ONNX file.
     #[arg(long)]
     out: PathBuf,
-    /// Cascade stages.
-    #[arg(long, default_value_t = 3)]
-    stages: usize,
+    /// What each cascade stage reads, in order: `face` (a 32×32 patch of the whole face),
+    /// `gradients` or `pixels` (five 14×14 patches, one around each current point: gradient
+    /// orientation histograms, or grey values); `N*kind` repeats. Up to 16 stages.
+    #[arg(long, default_value = "2*face,4*gradients,4*pixels", value_parser = parse_inputs)]
+    inputs: StageInputs,
     /// Starting points per face (the detector box, then jittered boxes).
     #[arg(long, default_value_t = 4)]
     perturbations: usize,
@@ -57,19 +59,20 @@ pub struct TrainArgs {
     /// Seed of the box jitter.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// First stage (1-based) that reads five local patches, one around each current point,
-    /// instead of the whole face; without it every stage reads the whole face.
-    #[arg(long)]
-    local_from: Option<usize>,
     /// Local-patch sampling step in whole-face patch pixels (smaller: finer and narrower).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.7)]
     local_step: f32,
-    /// Factor on the local-patch step per later stage (below 1: each stage looks finer).
-    #[arg(long, default_value_t = 1.0)]
-    local_decay: f32,
     /// Also train on each training face mirrored left to right.
     #[arg(long)]
     mirror: bool,
+}
+
+/// The stage inputs of `--inputs`.
+#[derive(Debug, Clone)]
+struct StageInputs(Vec<StageInput>);
+
+fn parse_inputs(text: &str) -> Result<StageInputs, String> {
+    landmarks::parse_stage_inputs(text).map(StageInputs)
 }
 
 impl TrainArgs {
@@ -119,18 +122,14 @@ impl TrainArgs {
         }
 
         let config = TrainConfig {
-            stages: self.stages,
+            inputs: self.inputs.0.clone(),
             perturbations: self.perturbations,
             seed: self.seed,
-            local_from: self
-                .local_from
-                .map_or(usize::MAX, |stage| stage.saturating_sub(1)),
             local_step: self.local_step,
-            local_decay: self.local_decay,
             mirror: self.mirror,
             ..TrainConfig::default()
         };
-        let bar = progress::bar(self.stages as u64, "training stages");
+        let bar = progress::bar(self.inputs.0.len() as u64, "training stages");
         let (cascade, box_error, reports) =
             landmarks::train(&samples, &config, |stage| bar.set_position(stage as u64))?;
         bar.finish_and_clear();

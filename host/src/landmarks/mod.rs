@@ -9,7 +9,7 @@ use facelock_shared::landmarks::FaceBox;
 use crate::data::FivePoints;
 
 pub use model::{Cascade, LandmarkModel};
-pub use train::{train, FaceSample, StageReport, TrainConfig};
+pub use train::{parse_stage_inputs, train, FaceSample, StageReport, TrainConfig};
 
 /// The detection that belongs to known landmarks: the largest box holding both eyes and the
 /// midpoint of the mouth corners. `None` if no box does (a miss, or a box on someone else).

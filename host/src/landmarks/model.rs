@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use facelock_shared::align::ImageRef;
-use facelock_shared::landmarks::{self, FaceBox, PATCH_LEN, PATCH_SIZE, STAGE_OUTPUTS};
+use facelock_shared::landmarks::{self, FaceBox, StageInput, PATCH_LEN, PATCH_SIZE, STAGE_OUTPUTS};
 use facelock_shared::model_meta as key;
 use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
@@ -35,12 +35,10 @@ pub struct Cascade {
     pub bias: Vec<f32>,
     /// The starting shape relative to the detector box ((0, 0) top-left, (1, 1) bottom-right).
     pub box_shape: FivePoints,
-    /// First stage reading local patches (`stages` or more: none).
-    pub local_from: usize,
-    /// Patch-frame pixels per local-patch pixel at stage `local_from`.
+    /// What each stage reads (`stages` entries).
+    pub inputs: Vec<StageInput>,
+    /// Patch-frame pixels per local-patch pixel of the local stages.
     pub local_step: f32,
-    /// Factor on the local step per later stage.
-    pub local_decay: f32,
 }
 
 impl Cascade {
@@ -71,12 +69,15 @@ impl Cascade {
         stages: usize,
         regress: impl FnMut(usize, &[f32]) -> Result<[f32; STAGE_OUTPUTS]>,
     ) -> Result<FivePoints> {
+        let mut inputs = [StageInput::Face; landmarks::MAX_STAGES];
+        for (slot, input) in inputs.iter_mut().zip(&self.inputs) {
+            *slot = *input;
+        }
         let info = landmarks::CascadeInfo {
-            stages: stages.min(self.stages),
+            stages: stages.min(self.stages).min(landmarks::MAX_STAGES),
             box_shape: self.box_shape,
-            local_from: self.local_from,
+            inputs,
             local_step: self.local_step,
-            local_decay: self.local_decay,
         };
         landmarks::run_cascade(image, face, &info, regress).map_err(cascade_error)
     }
@@ -126,12 +127,10 @@ impl Cascade {
             (key::MODEL_ID, format!("{model_id:016x}")),
             (key::PRODUCER, meta::producer()),
         ];
-        if self.local_from < self.stages {
-            props.push((key::LANDMARK_LOCAL_FROM, self.local_from.to_string()));
+        if self.inputs.iter().any(|i| *i != StageInput::Face) {
+            let names: Vec<&str> = self.inputs.iter().map(|i| i.name()).collect();
+            props.push((key::LANDMARK_INPUTS, names.join(",")));
             props.push((key::LANDMARK_LOCAL_STEP, self.local_step.to_string()));
-            if self.local_decay != 1.0 {
-                props.push((key::LANDMARK_LOCAL_DECAY, self.local_decay.to_string()));
-            }
         }
         builder::model(
             graph,

@@ -1,5 +1,5 @@
 //! Landmark cascade tests on drawn faces: dark blobs at known points on a bright oval.
-use facelock_shared::landmarks::{self, FaceBox, PATCH_LEN};
+use facelock_shared::landmarks::{self, FaceBox, StageInput, PATCH_LEN};
 use rand::{Rng, SeedableRng};
 
 use super::*;
@@ -73,7 +73,7 @@ fn faces(count: usize, seed: u64) -> Vec<FaceSample> {
 fn the_cascade_learns_drawn_faces_and_each_stage_helps() {
     let samples = faces(300, 7);
     let config = TrainConfig {
-        stages: 2,
+        inputs: vec![StageInput::Face; 2],
         perturbations: 3,
         ..TrainConfig::default()
     };
@@ -102,27 +102,53 @@ fn the_cascade_learns_drawn_faces_and_each_stage_helps() {
 }
 
 #[test]
-fn a_local_patch_stage_refines_what_the_whole_face_stage_leaves() {
+fn local_stages_refine_what_the_whole_face_stage_leaves() {
     let samples = faces(300, 7);
-    let config = TrainConfig {
-        stages: 2,
-        perturbations: 3,
-        local_from: 1,
-        ..TrainConfig::default()
-    };
-    let (cascade, box_error, reports) = train(&samples, &config, |_| {}).unwrap();
-    assert_eq!((cascade.local_from, cascade.local_step), (1, 0.5));
-    let (whole, local) = (reports[0].validation_error, reports[1].validation_error);
-    assert!(
-        whole < 0.5 * box_error && local < 0.6 * whole,
-        "box {box_error}, whole-face stage {whole}, local stage {local}"
-    );
+    for local in [StageInput::Gradients, StageInput::Pixels] {
+        let config = TrainConfig {
+            inputs: vec![StageInput::Face, local],
+            perturbations: 3,
+            ..TrainConfig::default()
+        };
+        let (cascade, box_error, reports) = train(&samples, &config, |_| {}).unwrap();
+        assert_eq!(cascade.inputs, config.inputs);
+        let (whole, refined) = (reports[0].validation_error, reports[1].validation_error);
+        assert!(
+            whole < 0.5 * box_error && refined < 0.6 * whole,
+            "{local:?}: box {box_error}, whole-face stage {whole}, local stage {refined}"
+        );
+    }
 
     let bad = TrainConfig {
+        inputs: vec![StageInput::Face, StageInput::Pixels],
         local_step: 0.0,
-        ..config
+        ..TrainConfig::default()
     };
     assert!(train(&samples, &bad, |_| {}).is_err());
+    let too_many = TrainConfig {
+        inputs: vec![StageInput::Face; landmarks::MAX_STAGES + 1],
+        ..TrainConfig::default()
+    };
+    assert!(train(&samples, &too_many, |_| {}).is_err());
+}
+
+#[test]
+fn stage_input_lists_are_parsed_with_repeats() {
+    use StageInput::{Face, Gradients, Pixels};
+    assert_eq!(
+        parse_stage_inputs("2*face, 3*gradients,pixels").unwrap(),
+        vec![Face, Face, Gradients, Gradients, Gradients, Pixels]
+    );
+    for bad in [
+        "",
+        "face,edges",
+        "x*face",
+        "0*face",
+        "17*face",
+        "face,,pixels",
+    ] {
+        assert!(parse_stage_inputs(bad).is_err(), "{bad}");
+    }
 }
 
 #[test]
@@ -147,7 +173,7 @@ fn a_mirrored_face_keeps_its_points_on_the_features() {
 
     let samples = faces(60, 3);
     let config = TrainConfig {
-        stages: 1,
+        inputs: vec![StageInput::Face; 1],
         perturbations: 1,
         mirror: true,
         ..TrainConfig::default()
@@ -159,13 +185,12 @@ fn a_mirrored_face_keeps_its_points_on_the_features() {
 #[test]
 fn tract_runs_the_exported_cascade_like_the_rust_arithmetic() {
     let samples = faces(60, 3);
-    // Later stages read local patches, each finer than the one before: the model's metadata
-    // must say so for the two paths below to agree.
+    // Later stages read local patches: the model's metadata must say so for the two paths
+    // below to agree.
     let config = TrainConfig {
-        stages: 3,
+        inputs: vec![StageInput::Face, StageInput::Gradients, StageInput::Pixels],
         perturbations: 1,
-        local_from: 1,
-        local_decay: 0.8,
+        local_step: 0.8,
         ..TrainConfig::default()
     };
     let (cascade, _, _) = train(&samples, &config, |_| {}).unwrap();
@@ -173,10 +198,8 @@ fn tract_runs_the_exported_cascade_like_the_rust_arithmetic() {
     let model = LandmarkModel::from_proto(&proto, std::path::Path::new("cascade.onnx")).unwrap();
     assert_eq!(model.stages(), 3);
     let info = model.info();
-    assert_eq!(
-        (info.local_from, info.local_step, info.local_decay),
-        (1, config.local_step, 0.8)
-    );
+    assert_eq!(&info.inputs[..3], &config.inputs[..]);
+    assert_eq!(info.local_step, 0.8);
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let patch: Vec<f32> = (0..PATCH_LEN)
@@ -209,7 +232,7 @@ fn tract_runs_the_exported_cascade_like_the_rust_arithmetic() {
 fn models_that_are_not_landmark_models_are_refused() {
     let samples = faces(40, 11);
     let config = TrainConfig {
-        stages: 1,
+        inputs: vec![StageInput::Face; 1],
         perturbations: 1,
         ..TrainConfig::default()
     };
@@ -239,7 +262,7 @@ fn too_few_faces_or_no_stages_are_errors() {
     assert!(train(&samples, &TrainConfig::default(), |_| {}).is_err());
     let samples = faces(25, 1);
     let config = TrainConfig {
-        stages: 0,
+        inputs: vec![StageInput::Face; 0],
         ..TrainConfig::default()
     };
     assert!(train(&samples, &config, |_| {}).is_err());

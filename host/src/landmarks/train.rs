@@ -6,7 +6,7 @@
 //! later stages learn to correct the errors earlier ones leave. Every tenth face is held out:
 //! it picks the ridge strength of each stage and gives the reported error.
 use candle_core::{Device, Tensor};
-use facelock_shared::landmarks::{self, FaceBox, PATCH_LEN, STAGE_OUTPUTS};
+use facelock_shared::landmarks::{self, FaceBox, StageInput, PATCH_LEN, STAGE_OUTPUTS};
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
@@ -27,8 +27,8 @@ pub struct FaceSample {
 /// How to train the cascade.
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
-    /// Number of stages.
-    pub stages: usize,
+    /// What each stage reads; one entry per stage.
+    pub inputs: Vec<StageInput>,
     /// Starting points per training face (the box itself, then jittered boxes).
     pub perturbations: usize,
     /// Largest box shift (fraction of its side) and log-scale change of a jittered start.
@@ -37,12 +37,8 @@ pub struct TrainConfig {
     pub ridges: Vec<f64>,
     /// Seed of the jitter.
     pub seed: u64,
-    /// First stage reading five local patches instead of the whole face (`stages`: none).
-    pub local_from: usize,
-    /// Patch-frame pixels per local-patch pixel at stage `local_from`.
+    /// Patch-frame pixels per local-patch pixel of the local stages.
     pub local_step: f32,
-    /// Factor on the local step per later stage (below 1: finer and finer).
-    pub local_decay: f32,
     /// Also train on every training face mirrored left to right (held-out faces never are).
     pub mirror: bool,
 }
@@ -50,17 +46,45 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            stages: 3,
+            inputs: vec![StageInput::Face; 3],
             perturbations: 4,
             jitter: 0.08,
             ridges: vec![1e-4, 1e-3, 1e-2, 1e-1, 1.0],
             seed: 1,
-            local_from: usize::MAX,
             local_step: 0.5,
-            local_decay: 1.0,
             mirror: false,
         }
     }
+}
+
+/// Parses a list of stage inputs such as `2*face,4*gradients,pixels`: comma-separated
+/// [`StageInput`] names, each optionally repeated `N*` times; 1 to
+/// [`landmarks::MAX_STAGES`] stages.
+pub fn parse_stage_inputs(text: &str) -> std::result::Result<Vec<StageInput>, String> {
+    let mut inputs = Vec::new();
+    for item in text.split(',') {
+        let (count, name) = match item.split_once('*') {
+            Some((count, name)) => (
+                count
+                    .trim()
+                    .parse::<usize>()
+                    .map_err(|_| format!("'{item}': the count before '*' is not a number"))?,
+                name,
+            ),
+            None => (1, item),
+        };
+        let input = StageInput::from_name(name)
+            .ok_or_else(|| format!("'{item}': stage inputs are face, gradients or pixels"))?;
+        inputs.extend(std::iter::repeat_n(input, count));
+    }
+    if inputs.is_empty() || inputs.len() > landmarks::MAX_STAGES {
+        return Err(format!(
+            "{} stages: use 1 to {}",
+            inputs.len(),
+            landmarks::MAX_STAGES
+        ));
+    }
+    Ok(inputs)
 }
 
 /// What one stage achieved.
@@ -91,16 +115,22 @@ pub fn train(
             samples.len()
         )));
     }
-    if config.stages == 0 || config.perturbations == 0 || config.ridges.is_empty() {
+    let stages = config.inputs.len();
+    if stages == 0 || config.perturbations == 0 || config.ridges.is_empty() {
         return Err(Error::InvalidInput(
             "landmark training needs at least one stage, start and ridge strength".into(),
         ));
     }
-    let positive = |v: f32| v.is_finite() && v > 0.0;
-    if !(positive(config.local_step) && positive(config.local_decay)) {
+    if stages > landmarks::MAX_STAGES {
         return Err(Error::InvalidInput(format!(
-            "landmark local-patch step {} and decay {} must be positive",
-            config.local_step, config.local_decay
+            "{stages} landmark stages: at most {}",
+            landmarks::MAX_STAGES
+        )));
+    }
+    if !(config.local_step.is_finite() && config.local_step > 0.0) {
+        return Err(Error::InvalidInput(format!(
+            "landmark local-patch step {} must be positive",
+            config.local_step
         )));
     }
     let held_out = |i: usize| i.is_multiple_of(10);
@@ -152,18 +182,19 @@ pub fn train(
     }
     let box_error = mean_error(&samples, &valid_states);
 
-    let mut weights = vec![0.0f32; PATCH_LEN * STAGE_OUTPUTS * config.stages];
-    let mut bias = vec![0.0f32; STAGE_OUTPUTS * config.stages];
-    let width = STAGE_OUTPUTS * config.stages;
+    let mut weights = vec![0.0f32; PATCH_LEN * STAGE_OUTPUTS * stages];
+    let mut bias = vec![0.0f32; STAGE_OUTPUTS * stages];
+    let width = STAGE_OUTPUTS * stages;
     let mut reports = Vec::new();
+    let mut inputs = [StageInput::Face; landmarks::MAX_STAGES];
+    inputs[..stages].copy_from_slice(&config.inputs);
     let info = landmarks::CascadeInfo {
-        stages: config.stages,
+        stages,
         box_shape,
-        local_from: config.local_from.min(config.stages),
+        inputs,
         local_step: config.local_step,
-        local_decay: config.local_decay,
     };
-    for stage in 0..config.stages {
+    for stage in 0..stages {
         progress(stage);
         let (train_x, train_y, train_t) = design(&samples, &train_states, &info, stage)?;
         let (valid_x, valid_y, valid_t) = design(&samples, &valid_states, &info, stage)?;
@@ -203,13 +234,12 @@ pub fn train(
         });
     }
     let cascade = Cascade {
-        stages: config.stages,
+        stages,
         weights,
         bias,
         box_shape,
-        local_from: info.local_from,
-        local_step: info.local_step,
-        local_decay: info.local_decay,
+        inputs: config.inputs.clone(),
+        local_step: config.local_step,
     };
     Ok((cascade, box_error, reports))
 }
