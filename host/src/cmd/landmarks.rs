@@ -48,7 +48,7 @@ pub struct TrainArgs {
     /// What each cascade stage reads, in order: `face` (a 32×32 patch of the whole face),
     /// `gradients` or `pixels` (five 14×14 patches, one around each current point: gradient
     /// orientation histograms, or grey values); `N*kind` repeats. Up to 16 stages.
-    #[arg(long, default_value = "2*face,4*gradients,4*pixels", value_parser = parse_inputs)]
+    #[arg(long, default_value = "2*face,4*gradients,2*pixels", value_parser = parse_inputs)]
     inputs: StageInputs,
     /// Starting points per face (the detector box, then jittered boxes).
     #[arg(long, default_value_t = 4)]
