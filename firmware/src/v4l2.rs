@@ -120,28 +120,39 @@ struct Buffer {
     request_fd: u32,
 }
 
-/// A memory-mapped driver buffer.
-struct Mapped {
-    pointer: *mut libc::c_void,
-    length: usize,
+/// The system calls capture makes on its device. [`Kernel`] makes them for real; the tests put a
+/// simulated driver here, which decodes the arguments at the kernel header's byte offsets.
+pub trait Driver: Send {
+    /// One `ioctl` on the device.
+    ///
+    /// # Safety
+    /// `argument` points to a live, writable value of the size encoded in `request`.
+    unsafe fn ioctl(
+        &mut self,
+        request: libc::c_ulong,
+        argument: *mut libc::c_void,
+    ) -> std::io::Result<()>;
+
+    /// Maps the `length` bytes of driver buffer memory at `offset`, read-write and shared.
+    fn map(&mut self, length: usize, offset: u32) -> std::io::Result<*mut u8>;
+
+    /// Unmaps what [`Driver::map`] returned.
+    ///
+    /// # Safety
+    /// `pointer` and `length` come from one successful `map` call and are unmapped once.
+    unsafe fn unmap(&mut self, pointer: *mut u8, length: usize);
+
+    /// Waits up to `timeout_ms` for a filled buffer; whether one is ready.
+    fn poll(&mut self, timeout_ms: i32) -> std::io::Result<bool>;
 }
 
-/// An open, streaming V4L2 capture device.
-pub struct V4l2Camera {
-    path: PathBuf,
+/// An open V4L2 device node, closed on drop.
+pub struct Kernel {
     fd: libc::c_int,
-    buffers: Vec<Mapped>,
-    format: PixFormat,
 }
 
-// SAFETY: the camera owns its file descriptor and mappings exclusively; nothing else refers to
-// them, so moving it to another thread is sound.
-unsafe impl Send for V4l2Camera {}
-
-impl V4l2Camera {
-    /// Opens `path`, asks for `width` x `height` YUYV (MJPEG accepted if that is what the driver
-    /// picks), maps its buffers and starts streaming.
-    pub fn open(path: &Path, width: u32, height: u32) -> Result<Self> {
+impl Kernel {
+    fn open(path: &Path) -> Result<Self> {
         let c_path = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| Error::Camera(format!("{}: path holds a NUL byte", path.display())))?;
         // SAFETY: c_path is a valid NUL-terminated string for the duration of the call.
@@ -153,35 +164,127 @@ impl V4l2Camera {
                 std::io::Error::last_os_error(),
             ));
         }
+        Ok(Kernel { fd })
+    }
+}
+
+impl Driver for Kernel {
+    unsafe fn ioctl(
+        &mut self,
+        request: libc::c_ulong,
+        argument: *mut libc::c_void,
+    ) -> std::io::Result<()> {
+        // SAFETY: the caller guarantees `argument` matches `request`; the descriptor is ours.
+        let result = unsafe { libc::ioctl(self.fd, request as _, argument) };
+        if result < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn map(&mut self, length: usize, offset: u32) -> std::io::Result<*mut u8> {
+        // SAFETY: maps `length` bytes at the driver-given offset of our own descriptor; the
+        // result is checked against MAP_FAILED, and the camera unmaps it before closing.
+        let pointer = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                length,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.fd,
+                offset as libc::off_t,
+            )
+        };
+        if pointer == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(pointer.cast())
+    }
+
+    unsafe fn unmap(&mut self, pointer: *mut u8, length: usize) {
+        // SAFETY: the caller passes one successful mapping, once.
+        unsafe { libc::munmap(pointer.cast(), length) };
+    }
+
+    fn poll(&mut self, timeout_ms: i32) -> std::io::Result<bool> {
+        let mut poll = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let ready = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
+        if ready < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(ready > 0)
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is ours and closed once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// A memory-mapped driver buffer.
+struct Mapped {
+    pointer: *mut u8,
+    length: usize,
+}
+
+/// An open, streaming V4L2 capture device.
+pub struct V4l2Camera<D: Driver = Kernel> {
+    path: PathBuf,
+    driver: D,
+    buffers: Vec<Mapped>,
+    format: PixFormat,
+}
+
+// SAFETY: the camera owns its driver and mappings exclusively; nothing else refers to them, so
+// moving it to another thread is sound.
+unsafe impl<D: Driver> Send for V4l2Camera<D> {}
+
+impl V4l2Camera<Kernel> {
+    /// Opens `path`, asks for `width` x `height` YUYV (MJPEG accepted if that is what the driver
+    /// picks), maps its buffers and starts streaming.
+    pub fn open(path: &Path, width: u32, height: u32) -> Result<Self> {
+        V4l2Camera::start(Kernel::open(path)?, path, width, height)
+    }
+}
+
+impl<D: Driver> V4l2Camera<D> {
+    /// Starts streaming from `driver`; `path` names the device in messages.
+    pub(crate) fn start(driver: D, path: &Path, width: u32, height: u32) -> Result<Self> {
         let mut camera = V4l2Camera {
             path: path.to_owned(),
-            fd,
+            driver,
             buffers: Vec::new(),
             format: PixFormat::default(),
         };
-        camera.start(width, height)?;
+        camera.negotiate(width, height)?;
         Ok(camera)
     }
 
-    fn ioctl<T>(&self, request: libc::c_ulong, argument: &mut T, what: &str) -> Result<()> {
+    fn error(&self, what: impl std::fmt::Display) -> Error {
+        Error::Camera(format!("{}: {what}", self.path.display()))
+    }
+
+    fn ioctl<T>(&mut self, request: libc::c_ulong, argument: &mut T, what: &str) -> Result<()> {
         loop {
             // SAFETY: `argument` is a live, exclusively borrowed #[repr(C)] value whose size is
             // the one encoded in `request` (the constants above derive it from the type).
-            let result = unsafe { libc::ioctl(self.fd, request as _, argument as *mut T) };
-            if result >= 0 {
-                return Ok(());
-            }
-            let error = std::io::Error::last_os_error();
-            if error.kind() != std::io::ErrorKind::Interrupted {
-                return Err(Error::Camera(format!(
-                    "{}: {what}: {error}",
-                    self.path.display()
-                )));
+            let result = unsafe { self.driver.ioctl(request, (argument as *mut T).cast()) };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.error(format_args!("{what}: {e}"))),
             }
         }
     }
 
-    fn start(&mut self, width: u32, height: u32) -> Result<()> {
+    fn negotiate(&mut self, width: u32, height: u32) -> Result<()> {
         let mut capability = Capability::default();
         self.ioctl(
             VIDIOC_QUERYCAP,
@@ -194,10 +297,7 @@ impl V4l2Camera {
             capability.capabilities
         };
         if caps & CAP_VIDEO_CAPTURE == 0 || caps & CAP_STREAMING == 0 {
-            return Err(Error::Camera(format!(
-                "{}: not a streaming video capture device",
-                self.path.display()
-            )));
+            return Err(self.error("not a streaming video capture device"));
         }
 
         let mut format = Format {
@@ -214,9 +314,8 @@ impl V4l2Camera {
         // SAFETY: the driver filled the `pix` member for a VIDEO_CAPTURE format.
         self.format = unsafe { format.union.pix };
         if self.format.pixelformat != YUYV && self.format.pixelformat != MJPG {
-            return Err(Error::Camera(format!(
-                "{}: the driver offers pixel format {:?}; only YUYV and MJPG are read",
-                self.path.display(),
+            return Err(self.error(format_args!(
+                "the driver offers pixel format {:?}; only YUYV and MJPG are read",
                 self.format.pixelformat.to_le_bytes().map(char::from)
             )));
         }
@@ -228,32 +327,18 @@ impl V4l2Camera {
             ..RequestBuffers::default()
         };
         self.ioctl(VIDIOC_REQBUFS, &mut request, "requesting buffers")?;
+        if request.count == 0 {
+            return Err(self.error("the driver granted no buffers"));
+        }
         for index in 0..request.count {
-            let mut buffer = self.buffer(index);
+            let mut buffer = Self::buffer(index);
             self.ioctl(VIDIOC_QUERYBUF, &mut buffer, "querying a buffer")?;
-            // SAFETY: maps `length` bytes at the driver-given offset of our own descriptor;
-            // the result is checked against MAP_FAILED and unmapped in Drop.
-            let pointer = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    buffer.length as usize,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    self.fd,
-                    buffer.offset as u32 as libc::off_t,
-                )
-            };
-            if pointer == libc::MAP_FAILED {
-                return Err(Error::Camera(format!(
-                    "{}: mapping buffer {index}: {}",
-                    self.path.display(),
-                    std::io::Error::last_os_error()
-                )));
-            }
-            self.buffers.push(Mapped {
-                pointer,
-                length: buffer.length as usize,
-            });
+            let length = buffer.length as usize;
+            let pointer = self
+                .driver
+                .map(length, buffer.offset as u32)
+                .map_err(|e| self.error(format_args!("mapping buffer {index}: {e}")))?;
+            self.buffers.push(Mapped { pointer, length });
             self.ioctl(VIDIOC_QBUF, &mut buffer, "queueing a buffer")?;
         }
         let mut kind = BUF_TYPE_VIDEO_CAPTURE;
@@ -263,12 +348,13 @@ impl V4l2Camera {
             width = self.format.width,
             height = self.format.height,
             format = ?self.format.pixelformat.to_le_bytes().map(char::from),
+            buffers = self.buffers.len(),
             "camera streaming"
         );
         Ok(())
     }
 
-    fn buffer(&self, index: u32) -> Buffer {
+    fn buffer(index: u32) -> Buffer {
         Buffer {
             index,
             kind: BUF_TYPE_VIDEO_CAPTURE,
@@ -278,30 +364,27 @@ impl V4l2Camera {
     }
 
     /// Waits up to `timeout_ms` for a filled buffer; `None` on timeout.
-    fn dequeue(&self, timeout_ms: i32) -> Result<Option<Buffer>> {
-        let mut poll = libc::pollfd {
-            fd: self.fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the duration of the call.
-        let ready = unsafe { libc::poll(&mut poll, 1, timeout_ms) };
-        if ready <= 0 {
-            return Ok(None);
+    fn dequeue(&mut self, timeout_ms: i32) -> Result<Option<Buffer>> {
+        match self.driver.poll(timeout_ms) {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(None),
+            Err(e) => return Err(self.error(format_args!("waiting for a frame: {e}"))),
         }
-        let mut buffer = self.buffer(0);
+        let mut buffer = Self::buffer(0);
         self.ioctl(VIDIOC_DQBUF, &mut buffer, "dequeueing a frame")?;
         Ok(Some(buffer))
     }
 
     fn frame(&self, buffer: &Buffer) -> Result<RgbImage> {
-        let mapped = self.buffers.get(buffer.index as usize).ok_or_else(|| {
-            Error::Camera(format!("{}: unknown buffer index", self.path.display()))
-        })?;
+        let mapped = self
+            .buffers
+            .get(buffer.index as usize)
+            .ok_or_else(|| self.error(format_args!("unknown buffer index {}", buffer.index)))?;
         let used = (buffer.bytesused as usize).min(mapped.length);
         // SAFETY: the mapping is `length` bytes long and stays mapped while `self` lives; the
         // driver does not write a dequeued buffer until it is queued again.
-        let bytes = unsafe { std::slice::from_raw_parts(mapped.pointer as *const u8, used) };
+        let bytes = unsafe { std::slice::from_raw_parts(mapped.pointer.cast_const(), used) };
         let (width, height) = (self.format.width, self.format.height);
         if self.format.pixelformat == MJPG {
             return image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
@@ -314,11 +397,12 @@ impl V4l2Camera {
     }
 }
 
-impl crate::camera::Camera for V4l2Camera {
+impl<D: Driver> crate::camera::Camera for V4l2Camera<D> {
     fn capture(&mut self) -> Result<Option<RgbImage>> {
         let Some(mut buffer) = self.dequeue(1000)? else {
             return Ok(None);
         };
+        // The buffer goes back to the driver whether or not its frame decodes.
         let frame = self.frame(&buffer);
         self.ioctl(VIDIOC_QBUF, &mut buffer, "queueing a buffer")?;
         frame.map(Some)
@@ -332,16 +416,14 @@ impl crate::camera::Camera for V4l2Camera {
     }
 }
 
-impl Drop for V4l2Camera {
+impl<D: Driver> Drop for V4l2Camera<D> {
     fn drop(&mut self) {
         let mut kind = BUF_TYPE_VIDEO_CAPTURE;
         let _ = self.ioctl(VIDIOC_STREAMOFF, &mut kind, "stopping the stream");
-        for mapped in &self.buffers {
-            // SAFETY: each pointer/length pair came from a successful mmap above.
-            unsafe { libc::munmap(mapped.pointer, mapped.length) };
+        for mapped in std::mem::take(&mut self.buffers) {
+            // SAFETY: each pointer/length pair came from a successful map above, taken once.
+            unsafe { self.driver.unmap(mapped.pointer, mapped.length) };
         }
-        // SAFETY: the descriptor is ours and closed once.
-        unsafe { libc::close(self.fd) };
     }
 }
 
@@ -376,6 +458,9 @@ pub fn yuyv_to_rgb(bytes: &[u8], width: u32, height: u32, stride: usize) -> Opti
 }
 
 #[cfg(test)]
+mod simulated;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -395,6 +480,7 @@ mod tests {
         assert_eq!(VIDIOC_QBUF, 0xc058_560f);
         assert_eq!(VIDIOC_DQBUF, 0xc058_5611);
         assert_eq!(VIDIOC_STREAMON, 0x4004_5612);
+        assert_eq!(VIDIOC_STREAMOFF, 0x4004_5613);
         assert_eq!(YUYV, 0x5659_5559);
     }
 
