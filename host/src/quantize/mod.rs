@@ -51,6 +51,7 @@ pub fn quantize_model(
     );
     let ranges = calibrate(model, path, &tensors, images, options.method)?;
     let mut quantized = qdq::to_qdq(model, &keep, &ranges)?;
+    crate::onnx::compact::compact_names(&mut quantized);
     let weights = quantized
         .graph
         .iter()

@@ -165,8 +165,8 @@ pub fn to_qdq(
         let quantize =
             (n.op_type == "Conv" || n.op_type == "Gemm") && !keep_float.contains(&n.name);
         if quantize {
-            let x_name = n.input[0].trim_end_matches(".dq");
-            let (x_scale, _) = *params.get(x_name).ok_or_else(|| {
+            let x_name = n.input[0].trim_end_matches(".dq").to_owned();
+            let (x_scale, _) = *params.get(x_name.as_str()).ok_or_else(|| {
                 Error::InvalidInput(format!(
                     "node '{}' reads uncalibrated tensor '{x_name}'",
                     n.name
@@ -205,9 +205,18 @@ pub fn to_qdq(
                     .map(|(b, s)| (b / s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32)
                     .collect();
                 new_initializers.push(i32_tensor(&format!("{bias_name}.q"), &[out], &b_q));
-                new_initializers.push(f32_tensor(&format!("{bias_name}.scale"), &[out], &b_scales));
+                // The bias scale is x_scale × w_scale, computed in the graph from the two
+                // scales already stored (a constant engines fold at load) rather than stored.
+                let b_scale = format!("{bias_name}.scale");
+                nodes.push(node(
+                    "Mul",
+                    &b_scale,
+                    &[&format!("{x_name}.scale"), &format!("{w}.scale")],
+                    &[&b_scale],
+                    vec![],
+                ));
                 let bdq = format!("{bias_name}.dq");
-                let inputs = [format!("{bias_name}.q"), format!("{bias_name}.scale")];
+                let inputs = [format!("{bias_name}.q"), b_scale];
                 let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
                 nodes.push(node(
                     "DequantizeLinear",

@@ -47,21 +47,14 @@ fn matmul_ops(model: &tract_onnx::pb::ModelProto) -> Vec<(String, String, bool)>
 fn tract_runs_the_quantized_convolutions_on_integer_kernels() {
     let model = quantized(&["last"], Method::Minmax);
     let ops = matmul_ops(&model);
-    // Every conv except the kept-float ones must run on integers.
-    let float: Vec<_> = ops
-        .iter()
-        .filter(|(node, _, integer)| !integer && !node.starts_with("embedding"))
-        .collect();
-    assert!(
-        float.is_empty(),
-        "float conv kernels in the int8 model: {float:?}"
-    );
-    // stem, stem_dw, 3 × (expand, depthwise, project), final_conv, gdc.
+    // The int8 file names its tensors tersely (see `onnx::compact`), so the layers are told
+    // apart by kind: all 13 convs (stem, stem_dw, 3 × (expand, depthwise, project),
+    // final_conv, gdc) on integer kernels, and one float product, the kept-float linear layer
+    // (16 outputs from 32 inputs).
+    let float: Vec<_> = ops.iter().filter(|op| !op.2).collect();
     assert_eq!(ops.iter().filter(|op| op.2).count(), 13, "{ops:?}");
-    // The kept-float linear layer really is float.
-    assert!(ops
-        .iter()
-        .any(|(node, _, integer)| node.starts_with("embedding") && !integer));
+    assert_eq!(float.len(), 1, "float kernels in the int8 model: {float:?}");
+    assert!(float[0].1.contains("m:16 k:32"), "{float:?}");
 
     // The f32 model, as a control, has no integer kernels.
     let f32_model = network_to_onnx(&tiny(), &normalisation(), None).unwrap();
@@ -108,7 +101,7 @@ fn the_int8_model_has_its_own_metadata_and_smaller_weights() {
     );
 }
 
-/// Symmetric weights and int32 biases need no zero point: their DequantizeLinear nodes have
+/// Symmetric weights and int32 biases need no zero point (and biases no stored scale): their DequantizeLinear nodes have
 /// two inputs and the file holds no zero-point tensors for them, yet tract still lowers the
 /// convolutions to QLinearConv (it needs the zero points) and runs them.
 #[test]
@@ -137,6 +130,13 @@ fn weights_and_biases_are_stored_without_zero_points() {
     }
     // tiny(): 13 convs + the linear layer, each with weights and a bias.
     assert_eq!(weights, 28);
+    // Nor are bias scales stored: each is x_scale × w_scale, a Mul of two stored scales.
+    let scale_products = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Mul" && n.input.iter().all(|i| constant.contains(i.as_str())))
+        .count();
+    assert_eq!(scale_products, 14);
     let integer = matmul_ops(&model).iter().filter(|op| op.2).count();
     assert_eq!(integer, 13);
 }
