@@ -45,7 +45,13 @@ struct Simulated(Arc<Mutex<State>>);
 
 unsafe fn get(argument: *mut libc::c_void, offset: usize) -> u32 {
     // SAFETY: the caller passes an argument at least `offset + 4` bytes long.
-    unsafe { argument.cast::<u8>().add(offset).cast::<u32>().read_unaligned() }
+    unsafe {
+        argument
+            .cast::<u8>()
+            .add(offset)
+            .cast::<u32>()
+            .read_unaligned()
+    }
 }
 
 unsafe fn set(argument: *mut libc::c_void, offset: usize, value: u32) {
@@ -198,7 +204,9 @@ fn grey(width: u32, height: u32, y: u8) -> Vec<u8> {
 
 /// The RGB value of luma `y` with neutral chroma (BT.601 limited range).
 fn rgb_of(y: u8) -> u8 {
-    ((y as f32 - 16.0) * 255.0 / 219.0).round().clamp(0.0, 255.0) as u8
+    ((y as f32 - 16.0) * 255.0 / 219.0)
+        .round()
+        .clamp(0.0, 255.0) as u8
 }
 
 fn open(driver: Simulated) -> crate::error::Result<V4l2Camera<Simulated>> {
@@ -263,7 +271,10 @@ fn the_driver_may_pick_the_size_and_mjpeg() {
     let frame = camera.capture().unwrap().unwrap();
     assert_eq!(frame.dimensions(), (320, 240));
     let pixel = frame.get_pixel(160, 120).0;
-    assert!(pixel[0] > 180 && pixel[1] < 70 && pixel[2] < 70, "{pixel:?}");
+    assert!(
+        pixel[0] > 180 && pixel[1] < 70 && pixel[2] < 70,
+        "{pixel:?}"
+    );
 }
 
 #[test]
