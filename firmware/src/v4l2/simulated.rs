@@ -162,7 +162,7 @@ impl Driver for Simulated {
     fn map(&mut self, length: usize, offset: u32) -> io::Result<*mut u8> {
         let mut state = self.0.lock().unwrap();
         let index = (offset / 0x10_0000) as usize;
-        if offset % 0x10_0000 != 0 || index == 0 || length != BUFFER_BYTES {
+        if !offset.is_multiple_of(0x10_0000) || index == 0 || length != BUFFER_BYTES {
             return Err(invalid());
         }
         state.mapped += 1;
