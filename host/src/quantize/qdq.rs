@@ -115,6 +115,12 @@ pub fn quantized_activations(model: &ModelProto, keep_float: &HashSet<String>) -
     names
 }
 
+/// The name of the scale tensor of quantized tensor `tensor`: the activation and weight scales
+/// are stored under it, and each bias scale is computed from the two it multiplies.
+fn scale_name(tensor: &str) -> String {
+    format!("{tensor}.scale")
+}
+
 /// The QDQ model: every activation in `ranges` gets a QuantizeLinear/DequantizeLinear pair
 /// right after it is produced; the weights of quantized nodes become int8 + DequantizeLinear.
 pub fn to_qdq(
@@ -142,7 +148,7 @@ pub fn to_qdq(
     // Q/DQ of an activation, named `{t}.q` / `{t}.dq`.
     let qdq = |t: &str, nodes: &mut Vec<NodeProto>, inits: &mut Vec<TensorProto>| {
         let (scale, zero) = params[t];
-        let (s, z) = (format!("{t}.scale"), format!("{t}.zero"));
+        let (s, z) = (scale_name(t), format!("{t}.zero"));
         inits.push(f32_tensor(&s, &[], &[scale]));
         inits.push(u8_tensor(&z, &[], &[zero]));
         let (q, dq) = (format!("{t}.q"), format!("{t}.dq"));
@@ -180,11 +186,11 @@ pub fn to_qdq(
             let (q, scales) = quantize_weights(&float_values(&weight)?, out);
             let w = &weight.name;
             new_initializers.push(i8_tensor(&format!("{w}.q"), &dims, &q));
-            new_initializers.push(f32_tensor(&format!("{w}.scale"), &[out], &scales));
+            new_initializers.push(f32_tensor(&scale_name(w), &[out], &scales));
             // Symmetric: no zero-point input (ONNX's default is 0), which saves a tensor per
             // layer; `onnx::lower` supplies one where QLinearConv needs it.
             let wdq = format!("{w}.dq");
-            let inputs = [format!("{w}.q"), format!("{w}.scale")];
+            let inputs = [format!("{w}.q"), scale_name(w)];
             let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
             nodes.push(node(
                 "DequantizeLinear",
@@ -207,11 +213,11 @@ pub fn to_qdq(
                 new_initializers.push(i32_tensor(&format!("{bias_name}.q"), &[out], &b_q));
                 // The bias scale is x_scale × w_scale, computed in the graph from the two
                 // scales already stored (a constant engines fold at load) rather than stored.
-                let b_scale = format!("{bias_name}.scale");
+                let b_scale = scale_name(&bias_name);
                 nodes.push(node(
                     "Mul",
                     &b_scale,
-                    &[&format!("{x_name}.scale"), &format!("{w}.scale")],
+                    &[&scale_name(&x_name), &scale_name(w)],
                     &[&b_scale],
                     vec![],
                 ));

@@ -101,9 +101,9 @@ fn the_int8_model_has_its_own_metadata_and_smaller_weights() {
     );
 }
 
-/// Symmetric weights and int32 biases need no zero point (and biases no stored scale): their DequantizeLinear nodes have
-/// two inputs and the file holds no zero-point tensors for them, yet tract still lowers the
-/// convolutions to QLinearConv (it needs the zero points) and runs them.
+/// Symmetric weights and int32 biases need no zero point (and biases no stored scale): their
+/// DequantizeLinear nodes have two inputs and the file holds no zero-point tensors for them, yet
+/// tract still lowers the convolutions to QLinearConv (it needs the zero points) and runs them.
 #[test]
 fn weights_and_biases_are_stored_without_zero_points() {
     let model = quantized(&[], Method::Minmax);
